@@ -1,0 +1,12 @@
+"""Mounts every domain router under /v1 in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sendstream.jobs.router import router as jobs_router
+from sendstream.workspaces.router import router as workspaces_router
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(workspaces_router)
+api_router.include_router(jobs_router)

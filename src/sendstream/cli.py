@@ -1,0 +1,91 @@
+"""The `sendstream` command. Process roles and database verbs live here; each
+domain adds its own sub-commands from its `cli.py`."""
+
+from __future__ import annotations
+
+import typer
+
+from sendstream.core import migrate
+from sendstream.core.cli import console, err_console
+from sendstream.core.db import resolve_database_url
+from sendstream.core.logging import configure_logging
+from sendstream.core.settings import get_settings
+from sendstream.jobs import cli as jobs_cli
+from sendstream.workspaces.cli import keys_app, workspaces_app
+
+app = typer.Typer(
+    name="sendstream",
+    help="Self-hosted email automation: contacts, sending, tracking, webhooks, journeys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.command("worker")(jobs_cli.worker)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Migrate the database schema forward (to the newest by default)."""
+    configure_logging()
+    url = resolve_database_url(get_settings())
+    migrate.upgrade(url, revision)
+    console.print(f"database at {', '.join(sorted(migrate.current_revisions(url)))}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, or -1.")) -> None:
+    """Migrate the database schema back to REVISION."""
+    configure_logging()
+    url = resolve_database_url(get_settings())
+    migrate.downgrade(url, revision)
+    current = sorted(migrate.current_revisions(url)) or ["base"]
+    console.print(f"database at {', '.join(current)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision the database is at and the one this build expects."""
+    url = resolve_database_url(get_settings())
+    current = sorted(migrate.current_revisions(url)) or ["base"]
+    heads = sorted(migrate.head_revisions(url))
+    console.print(f"database: {', '.join(current)}; this build: {', '.join(heads)}")
+    if current != heads:
+        err_console.print("run `sendstream db upgrade` to migrate")
+        raise typer.Exit(1)
+
+
+@app.command("up")
+def up(
+    host: str | None = typer.Option(
+        None, help="Listen address (default from settings: 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(None, help="Listen port (default from settings: 8000)."),
+) -> None:
+    """Run everything in one process: API, worker, and the embedded PostgreSQL
+    when no SENDSTREAM_DATABASE_URL is set. Migrates and creates a first API key."""
+    from sendstream import runner
+
+    runner.up(host, port)
+
+
+@app.command("server")
+def server(
+    host: str | None = typer.Option(None, help="Listen address (default from settings)."),
+    port: int | None = typer.Option(None, help="Listen port (default from settings)."),
+) -> None:
+    """Run the HTTP API only (scale out by running several behind a load balancer)."""
+    from sendstream import runner
+
+    runner.server(host, port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

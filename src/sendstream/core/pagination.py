@@ -1,0 +1,74 @@
+"""Cursor pagination: opaque cursors (base64url JSON of the last row's sort
+key), a `limit` with a ceiling, and one page shape for every list endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, Field
+
+from sendstream.core.errors import InvalidInput
+from sendstream.core.settings import get_settings
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    # Pass back as `cursor` for the next page; null on the last page.
+    next_cursor: str | None = Field(default=None)
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    raw = json.dumps(key, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            "cursor: not a cursor this API issued; pass back `next_cursor` unchanged.",
+            code="invalid_cursor",
+        )
+    return value
+
+
+class PageParams:
+    """`limit` (already capped) and the cursor, decoded on first use.
+
+    Decoding waits until the endpoint runs, after authentication: a request
+    without a valid key gets 401 whatever its cursor looks like."""
+
+    def __init__(self, limit: int, raw_cursor: str | None) -> None:
+        self.limit = limit
+        self.raw_cursor = raw_cursor
+
+    @property
+    def cursor(self) -> dict[str, Any] | None:
+        return decode_cursor(self.raw_cursor) if self.raw_cursor else None
+
+
+def _page_params(
+    limit: Annotated[
+        int | None,
+        Query(ge=1, description="Items per page; capped at the server's page ceiling (500)."),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> PageParams:
+    api = get_settings().api
+    effective = min(limit or api.page_default_limit, api.page_max_limit)
+    return PageParams(effective, cursor)
+
+
+PageQuery = Annotated[PageParams, Depends(_page_params)]

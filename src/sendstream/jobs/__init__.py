@@ -1,0 +1,1 @@
+"""Operator view of the durable job queue: list, inspect, retry, cancel."""

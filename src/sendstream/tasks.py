@@ -1,0 +1,8 @@
+"""Every domain's job kinds, imported in one place so a worker (and any
+process that enqueues) knows them all. Add each new domain's `tasks` module."""
+
+from __future__ import annotations
+
+from sendstream.jobs import tasks as jobs_tasks
+
+__all__ = ["jobs_tasks"]

@@ -1,0 +1,164 @@
+"""Request and response bodies of the workspaces API. Inputs forbid unknown
+fields, so a misspelt field is a 422, not silently ignored."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from sendstream.core.pagination import Page
+
+Role = Literal["owner", "admin", "member"]
+# Names and addresses are one line of printable text; PostgreSQL text cannot
+# hold NUL at all, so refusing control characters here keeps that a 422.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+Line = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS)]
+
+
+def _iso_8601_only(value: Any) -> Any:
+    # pydantic also reads numbers as Unix times; the documented (and OpenAPI)
+    # format is an RFC 3339 date-time, so `until=0.5` is refused, not guessed at.
+    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-01-31T09:00:00Z")
+    return value
+
+
+# An RFC 3339 time with its offset: a bare local time would be ambiguous.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- workspace
+
+
+class WorkspaceRead(_Output):
+    id: uuid.UUID
+    name: str
+    slug: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkspaceUpdate(_Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+# --- users
+
+
+class UserCreate(_Input):
+    email: Line = Field(min_length=3, max_length=320, examples=["ada@example.com"])
+    name: Line | None = Field(default=None, max_length=200)
+    role: Role = "member"
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=1024,
+        description="Stored only as an argon2id hash.",
+    )
+
+
+class UserUpdate(_Input):
+    name: Line | None = Field(default=None, max_length=200)
+    role: Role | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    disabled: bool | None = Field(
+        default=None, description="true disables sign-in; false re-enables it."
+    )
+
+
+class UserRead(_Output):
+    id: uuid.UUID
+    email: str
+    name: str | None
+    role: Role
+    disabled: bool
+    has_password: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, user: Any) -> UserRead:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            disabled=user.disabled_at is not None,
+            has_password=user.password_hash is not None,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+
+
+class UserPage(Page[UserRead]):
+    pass
+
+
+# --- API keys
+
+
+class ApiKeyCreate(_Input):
+    name: Line = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(
+        min_length=1,
+        max_length=32,
+        description="Scopes from the documented set; `admin` implies all of them.",
+        examples=[["contacts:read", "contacts:write"]],
+    )
+    expires_at: datetime | None = Field(default=None, description="Must be in the future.")
+
+
+class ApiKeyRead(_Output):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The public start of the key, `ss_<12 hex>`.")
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str | None = Field(
+        description="The full key, shown only in this response: store it now. null when "
+        "this is an Idempotency-Key replay, because the secret is never stored."
+    )
+
+
+class ApiKeyPage(Page[ApiKeyRead]):
+    pass
+
+
+# --- audit log
+
+
+class AuditEntryRead(_Output):
+    id: int
+    occurred_at: datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target: str | None
+    status: int | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AuditEntryPage(Page[AuditEntryRead]):
+    pass

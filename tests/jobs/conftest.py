@@ -1,0 +1,3 @@
+from tests.fixtures.job_worker import runs, workers
+
+__all__ = ["runs", "workers"]

@@ -1,0 +1,207 @@
+"""Cross-tenant isolation, for every route the app has.
+
+Workspace A owns one object of each kind; workspace B holds an `admin` key.
+For every route with an id in its path, B calling it on A's object must get a
+404 (never a 403, never data) and A's object must be unchanged; A calling the
+same route must not get a 404, which proves the id was a real one. Every list
+route, called by B, must not mention any of A's objects.
+
+The routes are read from the app itself, so a new domain's routes are covered
+the moment they are mounted. A route whose path has no factory in `FACTORIES`
+fails with a message saying so: a new domain adds a factory that creates one
+object of its kind in a workspace.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sendstream.app import create_app
+from sendstream.core.db import Database
+from sendstream.core.jobs.queue import enqueue
+from sendstream.models.api_key import ApiKey
+from sendstream.models.base import Base
+from sendstream.models.job import Job
+from sendstream.models.user import User
+from sendstream.workspaces.service import api_key_service, user_service
+from tests.fixtures.actors import Actor
+
+_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+@dataclass(frozen=True)
+class Owned:
+    """An object created in workspace A: the path parameters that address it
+    and the row to compare before and after B's attempt."""
+
+    params: dict[str, str]
+    model: type[Base]
+    primary_key: Any
+
+
+Factory = Callable[[AsyncSession, uuid.UUID], Awaitable[Owned]]
+
+
+async def _user(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    # A member, not an owner, so A's own DELETE in the control call succeeds.
+    user = await user_service.create_user(
+        session, workspace_id, email=f"{uuid.uuid4().hex[:8]}@a.example", role="member"
+    )
+    return Owned({"user_id": str(user.id)}, User, user.id)
+
+
+async def _api_key(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    key, _ = await api_key_service.create_key(session, workspace_id, "a's key", ["contacts:read"])
+    return Owned({"key_id": str(key.id)}, ApiKey, key.id)
+
+
+async def _job(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    job_id = await enqueue(
+        session, "test.tenant_isolation", {"n": 1}, workspace_id=workspace_id, delay=3600
+    )
+    return Owned({"job_id": str(job_id)}, Job, job_id)
+
+
+# Route path up to and including its first path parameter -> a factory that
+# creates one such object in a given workspace. Deeper routes
+# (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
+FACTORIES: dict[str, Factory] = {
+    "/v1/users/{user_id}": _user,
+    "/v1/api-keys/{key_id}": _api_key,
+    "/v1/jobs/{job_id}": _job,
+}
+
+# Request bodies for id routes whose body cannot be `{}`, keyed "METHOD path".
+BODIES: dict[str, Any] = {}
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    app = create_app(manage_database=False)
+    found: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute) or not context.path:
+            continue
+        if not context.path.startswith("/v1/") or context.path == "/v1/docs":
+            continue
+        for method in context.methods or ():
+            if method != "HEAD":
+                found.add((method, context.path))
+    return sorted(found, key=lambda r: (r[1], r[0]))
+
+
+_ROUTES = _api_routes()
+ID_ROUTES = [r for r in _ROUTES if _PARAM.search(r[1])]
+LIST_ROUTES = [r for r in _ROUTES if r[0] == "GET" and not _PARAM.search(r[1])]
+
+
+def _factory_for(path: str) -> Factory:
+    first = _PARAM.search(path)
+    assert first is not None
+    prefix = path[: first.end()]
+    factory = FACTORIES.get(prefix)
+    if factory is None:
+        pytest.fail(
+            f"no factory for {prefix}: add one to FACTORIES in {__name__} that creates "
+            "an object of this kind in a workspace, so its cross-tenant test can run",
+            pytrace=False,
+        )
+    return factory
+
+
+async def _snapshot(db: Database, owned: Owned) -> dict[str, Any] | None:
+    async with db.session() as session:
+        row = await session.get(owned.model, owned.primary_key)
+        if row is None:
+            return None
+        return {attr.key: getattr(row, attr.key) for attr in sa_inspect(owned.model).column_attrs}
+
+
+async def _call(
+    client: httpx.AsyncClient, method: str, path: str, params: dict[str, str], actor: Actor
+) -> httpx.Response:
+    url = _PARAM.sub(lambda m: params[m.group(1)], path)
+    key = f"{method} {path}"
+    body = BODIES.get(key, {}) if method in ("POST", "PUT", "PATCH") else None
+    return await client.request(method, url, headers=actor.headers, json=body)
+
+
+@pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=[f"{m} {p}" for m, p in ID_ROUTES])
+class TestObjectRoutes:
+    async def test_other_workspace_gets_404_and_changes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        admin_actor: Actor,
+        other_workspace_actor: Actor,
+        method: str,
+        path: str,
+    ) -> None:
+        factory = _factory_for(path)
+        async with db.session() as session:
+            owned = await factory(session, admin_actor.workspace_id)
+        missing = set(_PARAM.findall(path)) - set(owned.params)
+        assert not missing, f"factory for {path} gave no value for {missing}"
+        before = await _snapshot(db, owned)
+
+        response = await _call(client, method, path, owned.params, other_workspace_actor)
+
+        assert response.status_code == 404, (
+            f"{method} {path} with another workspace's id answered "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+        code = response.json()["code"]
+        # A route's own 404 (`not_found`, `job_not_found`...), not an unmatched path.
+        assert code == "not_found" or code.endswith("_not_found"), code
+        assert "No route matches" not in response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert str(admin_actor.workspace_id) not in response.text
+        assert await _snapshot(db, owned) == before
+
+        # Control: the owner reaches the same object through the same route, so
+        # the 404 above was isolation, not a bad id or a bad body.
+        own = await _call(client, method, path, owned.params, admin_actor)
+        assert own.status_code != 404, f"{method} {path}: A's own call answered 404"
+        assert own.status_code != 422, (
+            f"{method} {path} refused the test body ({own.text[:300]}); add one to BODIES"
+        )
+
+
+@pytest.mark.parametrize(("method", "path"), LIST_ROUTES, ids=[f"{m} {p}" for m, p in LIST_ROUTES])
+class TestListRoutes:
+    async def test_other_workspace_never_sees_a_row(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        admin_actor: Actor,
+        other_workspace_actor: Actor,
+        method: str,
+        path: str,
+    ) -> None:
+        async def both() -> tuple[Any, Any]:
+            as_a = await client.get(path, headers=admin_actor.headers)
+            as_b = await client.get(path, headers=other_workspace_actor.headers)
+            assert as_a.status_code == as_b.status_code == 200, (as_a.text[:300], as_b.text[:300])
+            assert str(admin_actor.workspace_id) not in as_b.text
+            return as_a.json(), as_b.json()
+
+        a_before, b_before = await both()
+        async with db.session() as session:
+            for factory in FACTORIES.values():
+                await factory(session, admin_actor.workspace_id)
+        # A mutating call gives A's audit log a row to leak, and renames A.
+        await client.patch("/v1/workspace", headers=admin_actor.headers, json={"name": "A corp"})
+        a_after, b_after = await both()
+
+        assert b_after == b_before, f"{path} shows B a change made only in workspace A"
+        # Control: A's own view did change, so the list can show these objects.
+        assert a_after != a_before, f"{path} shows no change for A; add a factory it lists"
