@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sendstream.core.db import Database
 from sendstream.core.jobs import enqueue, enqueue_many
 from tests.fixtures import jobs as _kinds  # noqa: F401  registers the test kinds
+from tests.fixtures.actors import Actor
 from tests.fixtures.job_worker import WorkerHarness, eventually
 
 Runs = Callable[[], Awaitable[dict[int, int]]]
@@ -247,3 +248,27 @@ async def _as_if_claimed_by_a_dead_worker(db: Database, job_id: int) -> None:
             ),
             {"id": job_id},
         )
+
+
+class TestHousekeeping:
+    async def test_worker_deletes_expired_idempotency_keys_and_keeps_fresh_ones(
+        self, db: Database, workers: WorkerHarness, admin_actor: Actor
+    ) -> None:
+        async with db.session() as session:
+            for key, age in (("old", "25 hours"), ("fresh", "1 minute")):
+                await session.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (workspace_id, key, request_hash, created_at)"
+                        " VALUES (:ws, :key, 'h', now() - CAST(:age AS interval))"
+                    ),
+                    {"ws": admin_actor.workspace_id, "key": key, "age": age},
+                )
+
+        async def keys() -> set[str] | None:
+            async with db.engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT key FROM idempotency_keys"))).scalars()
+                found = set(rows)
+            return found if found == {"fresh"} else None
+
+        await workers.start(lease_seconds=1)
+        assert await eventually(keys) == {"fresh"}

@@ -45,6 +45,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core.db import Database, create_database
+from sendstream.core.idempotency import delete_expired_idempotency_keys
 from sendstream.core.jobs import queue
 from sendstream.core.jobs.registry import Cancel, JobContext, JobInfo, JobKind, Retry, find_kind
 from sendstream.core.metrics import JOB_OUTCOMES, JOB_SECONDS
@@ -389,6 +390,10 @@ class Worker:
                 deleted = (await conn.execute(queue.DELETE_EXPIRED, {"hours": hours})).rowcount
                 if deleted:
                     log.info("jobs.cleaned_up", deleted=deleted, retention_hours=hours)
+                async with self.database.session() as session:
+                    keys = await delete_expired_idempotency_keys(session)
+                if keys:
+                    log.info("idempotency_keys.cleaned_up", deleted=keys)
             await asyncio.sleep(interval)
 
     async def _flush(self, conn: psycopg.AsyncConnection[Any]) -> None:
