@@ -98,7 +98,11 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(server.serve(), name="http")]
         if all_in_one:
-            tasks.append(asyncio.create_task(run_worker(imports=["sendstream.tasks"], stop=stop), name="worker"))
+            tasks.append(
+                asyncio.create_task(
+                    run_worker(imports=["sendstream.tasks"], stop=stop), name="worker"
+                )
+            )
         # uvicorn exposes readiness only as a flag.
         while not server.started and not tasks[0].done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
