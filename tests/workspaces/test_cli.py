@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import httpx
-import pytest
-from click.testing import Result
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from sendstream.cli import app
-from sendstream.core.db import Database, install_database
+from sendstream.core.db import Database
 from sendstream.models.audit import AuditLogEntry
-
-Invoke = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-async def cli(db: Database) -> AsyncIterator[Invoke]:
-    runner = CliRunner()
-
-    async def invoke(*args: str) -> Result:
-        # The command runs its own event loop (asyncio.run), so it gets a thread.
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        # run_async installs and then removes its own Database; put the suite's back.
-        install_database(db)
-        return result
-
-    yield invoke
-    install_database(db)
-
-
-def _json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.fixtures.cli import Invoke
+from tests.fixtures.cli import stdout_json as _json
 
 
 class TestWorkspacesCreate:
