@@ -42,6 +42,7 @@ def settings(database_url: URL) -> Iterator[Settings]:
         environment="test",
         database_url=database_url.render_as_string(hide_password=False),
         redis_url=None,
+        security={"master_key": "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmctISE="},
     )
     override_settings(value)
     yield value

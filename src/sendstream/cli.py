@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from sendstream.contacts.cli import contacts_app
 from sendstream.core import migrate
 from sendstream.core.cli import console, err_console
 from sendstream.core.db import resolve_database_url
@@ -24,6 +25,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.add_typer(contacts_app, name="contacts")
 app.command("worker")(jobs_cli.worker)
 
 

@@ -3,6 +3,7 @@ process that enqueues) knows them all. Add each new domain's `tasks` module."""
 
 from __future__ import annotations
 
+from sendstream.contacts import tasks as contacts_tasks
 from sendstream.jobs import tasks as jobs_tasks
 
-__all__ = ["jobs_tasks"]
+__all__ = ["contacts_tasks", "jobs_tasks"]

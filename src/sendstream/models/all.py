@@ -3,9 +3,14 @@
 from sendstream.models import (  # noqa: F401
     api_key,
     audit,
+    consent,
+    contact,
+    contact_list,
     event,
+    field,
     idempotency,
     job,
+    suppression,
     user,
     workspace,
 )

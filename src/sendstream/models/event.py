@@ -22,6 +22,14 @@ class Event(Base):
     __table_args__ = (
         Index("uq_events_workspace_id_position", "workspace_id", "position", unique=True),
         Index("ix_events_workspace_id_type_position", "workspace_id", "type", "position"),
+        # A contact's (or message's) timeline, newest first.
+        Index(
+            "ix_events_workspace_id_subject_position",
+            "workspace_id",
+            "subject_type",
+            "subject_id",
+            "position",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -1,0 +1,1 @@
+"""Placeholder: the import job kinds."""

@@ -1,0 +1,1 @@
+"""Placeholder: double opt-in confirmation."""
