@@ -112,6 +112,20 @@ SEMANTIC_REJECTIONS = {
     "unknown_scope",
     "invalid_expiry",
     "idempotency_key_reused",
+    # Contacts: values checked against the workspace's own declarations
+    # (custom fields, lists) or across fields, which a schema cannot express.
+    "unknown_timezone",
+    "unknown_field",
+    "invalid_field_value",
+    "invalid_field_definition",
+    "reserved_field_key",
+    "email_required",
+    "external_id_required",
+    "email_mismatch",
+    "external_id_mismatch",
+    "invalid_where",
+    "list_status_without_list",
+    "invalid_system",
 }
 
 

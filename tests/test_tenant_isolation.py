@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.app import create_app
 from sendstream.core.db import Database
 from sendstream.core.jobs.queue import enqueue
+from sendstream.contacts.consent import ConsentContext
+from sendstream.contacts.field_service import field_service
+from sendstream.contacts.schemas import ContactCreate, FieldCreate
+from sendstream.contacts.service import contact_service
 from sendstream.models.api_key import ApiKey
+from sendstream.models.contact import Contact
+from sendstream.models.field import Field
 from sendstream.models.base import Base
 from sendstream.models.job import Job
 from sendstream.models.user import User
@@ -72,6 +78,23 @@ async def _job(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     return Owned({"job_id": str(job_id)}, Job, job_id)
 
 
+async def _contact(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    contact = await contact_service.create_contact(
+        session,
+        workspace_id,
+        ContactCreate(email=f"{uuid.uuid4().hex[:8]}@a.example"),
+        ConsentContext(source="api"),
+    )
+    return Owned({"contact_id": str(contact.id)}, Contact, contact.id)
+
+
+async def _field(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    created = await field_service.create_field(
+        session, workspace_id, FieldCreate(key=f"f{uuid.uuid4().hex[:8]}", type="text")
+    )
+    return Owned({"field_key": created.key}, Field, created.id)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -79,6 +102,16 @@ FACTORIES: dict[str, Factory] = {
     "/v1/users/{user_id}": _user,
     "/v1/api-keys/{key_id}": _api_key,
     "/v1/jobs/{job_id}": _job,
+    "/v1/contacts/{contact_id:uuid}": _contact,
+    "/v1/fields/{field_key}": _field,
+}
+
+# Upserts addressed by a natural key (an email address, an external id): the
+# same key in another workspace names that workspace's own contact, so these
+# create instead of answering 404; TestKeyedUpserts checks them.
+KEYED_UPSERTS = {
+    ("PUT", "/v1/contacts/by-email/{email}"),
+    ("PUT", "/v1/contacts/by-external-id/{external_id}"),
 }
 
 # Request bodies for id routes whose body cannot be `{}`, keyed "METHOD path".
@@ -100,7 +133,7 @@ def _api_routes() -> list[tuple[str, str]]:
 
 
 _ROUTES = _api_routes()
-ID_ROUTES = [r for r in _ROUTES if _PARAM.search(r[1])]
+ID_ROUTES = [r for r in _ROUTES if _PARAM.search(r[1]) and r not in KEYED_UPSERTS]
 LIST_ROUTES = [r for r in _ROUTES if r[0] == "GET" and not _PARAM.search(r[1])]
 
 
@@ -205,3 +238,29 @@ class TestListRoutes:
         assert b_after == b_before, f"{path} shows B a change made only in workspace A"
         # Control: A's own view did change, so the list can show these objects.
         assert a_after != a_before, f"{path} shows no change for A; add a factory it lists"
+
+
+class TestKeyedUpserts:
+    async def test_upserts_never_reach_another_workspaces_contact(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        admin_actor: Actor,
+        other_workspace_actor: Actor,
+    ) -> None:
+        async with db.session() as session:
+            owned = await _contact(session, admin_actor.workspace_id)
+            contact = await session.get(Contact, owned.primary_key)
+            assert contact is not None
+            email = contact.email
+            contact.external_id = "crm-1"
+        before = await _snapshot(db, owned)
+        assert _ROUTES and KEYED_UPSERTS <= set(_ROUTES)
+        for url, body in (
+            (f"/v1/contacts/by-email/{email}", {"first_name": "Mallory"}),
+            ("/v1/contacts/by-external-id/crm-1", {"email": "mallory@b.example"}),
+        ):
+            response = await client.put(url, headers=other_workspace_actor.headers, json=body)
+            assert response.status_code in (200, 201), response.text
+            assert response.json()["id"] != str(owned.primary_key)
+        assert await _snapshot(db, owned) == before

@@ -23,11 +23,12 @@ from email_validator import EmailNotValidError, validate_email
 MAX_ADDRESS_LENGTH = 254
 
 # RFC 5322 dot-atom local part; LDH domain labels of 1-63 characters with at
-# least two labels and a TLD that is not all digits.
+# least two labels and a TLD of letters and hyphens (punycode TLDs such as
+# `xn--p1ai` take the slow path).
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST = re.compile(
-    rf"^({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+(?:[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?))$"
+    rf"^({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+(?:[A-Za-z](?:[A-Za-z-]{{0,61}}[A-Za-z])?))$"
 )
 
 

@@ -12,16 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.core import idempotency
 from sendstream.core.http import UnitOfWorkRoute, get_session
 from sendstream.core.pagination import PageQuery
+from sendstream.core.types import NO_CONTROL_CHARS, Timestamp
 from sendstream.workspaces.auth import Principal, require_principal, require_scope
 from sendstream.workspaces.schemas import (
-    NO_CONTROL_CHARS,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPage,
     ApiKeyRead,
     AuditEntryPage,
     AuditEntryRead,
-    Timestamp,
     UserCreate,
     UserPage,
     UserRead,

@@ -3,32 +3,16 @@ fields, so a misspelt field is a 422, not silently ignored."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from sendstream.core.pagination import Page
+from sendstream.core.types import Line
 
 Role = Literal["owner", "admin", "member"]
-# Names and addresses are one line of printable text; PostgreSQL text cannot
-# hold NUL at all, so refusing control characters here keeps that a 422.
-NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
-Line = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS)]
-
-
-def _iso_8601_only(value: Any) -> Any:
-    # pydantic also reads numbers as Unix times; the documented (and OpenAPI)
-    # format is an RFC 3339 date-time, so `until=0.5` is refused, not guessed at.
-    if isinstance(value, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", value):
-        raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-01-31T09:00:00Z")
-    return value
-
-
-# An RFC 3339 time with its offset: a bare local time would be ambiguous.
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class _Input(BaseModel):

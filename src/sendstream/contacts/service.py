@@ -1,0 +1,824 @@
+"""The rules of contact writes and reads.
+
+Every write (one contact, an upsert, a batch of up to 1,000) goes through
+`_apply`, which validates each item, locks the contacts it will change in id
+order, inserts new ones with `ON CONFLICT DO NOTHING` (a key taken meanwhile
+by a concurrent writer turns the item into an update, so two clients upserting
+one address at the same moment end with one contact), writes changed rows in
+one executemany, and emits one event per created or changed contact. An item
+that changes nothing is `unchanged` and emits nothing. A rejected item leaves
+no trace; the others still apply.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+from zoneinfo import available_timezones
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sendstream.contacts.addresses import Address, InvalidAddress, normalize_address
+from sendstream.contacts.consent import ConsentContext, record_consent
+from sendstream.contacts.errors import (
+    ContactErased,
+    ContactExists,
+    ContactNotFound,
+    InvalidContact,
+    ListNotFound,
+)
+from sendstream.contacts.lists import subscription_service
+from sendstream.contacts.repository import (
+    MUTABLE_COLUMNS,
+    contact_repository,
+    field_repository,
+)
+from sendstream.contacts.schemas import (
+    BatchResult,
+    BatchSummary,
+    ContactBatch,
+    ContactCreate,
+    ContactRead,
+    ContactUpdate,
+    ContactUpsert,
+    TimelineEntry,
+)
+from sendstream.contacts.suppression import address_hash, erased_hashes, lift_erasure
+from sendstream.contacts.values import check_value
+from sendstream.core import outbox
+from sendstream.core.errors import InvalidInput, SendstreamError
+from sendstream.core.ids import uuid7
+from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.models.contact import Contact
+from sendstream.models.field import Field
+
+Match = Literal["email", "external_id", "id"]
+Mode = Literal["upsert", "create_only", "update_only"]
+T = TypeVar("T")
+_SYSTEM = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+_SIMPLE = ("external_id", "first_name", "last_name", "timezone", "locale")
+
+
+@dataclass
+class _Item:
+    index: int
+    data: ContactUpsert
+    context: ConsentContext
+    address: Address | None = None
+    attributes: dict[str, Any] | None = None
+    contact_id: uuid.UUID | None = None
+    error: SendstreamError | None = None
+    outcome: str | None = None
+    read: ContactRead | None = None
+    existing: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def contact_json(values: dict[str, Any]) -> dict[str, Any]:
+    """The contact as API responses and events show it."""
+    return ContactRead.model_validate(values).model_dump(mode="json")
+
+
+def _row(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "workspace_id": contact.workspace_id,
+        "email": contact.email,
+        "email_key": contact.email_key,
+        "external_id": contact.external_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "timezone": contact.timezone,
+        "locale": contact.locale,
+        "status": contact.status,
+        "attributes": dict(contact.attributes),
+        "tags": list(contact.tags),
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
+
+
+def _check_attributes(
+    given: dict[str, Any] | None, fields: dict[str, Field]
+) -> dict[str, Any] | None:
+    if given is None:
+        return None
+    checked: dict[str, Any] = {}
+    for key, value in given.items():
+        spec = fields.get(key)
+        if spec is None:
+            raise InvalidContact(
+                f"attributes.{key}: unknown field {key!r}; declare it first under /v1/fields.",
+                code="unknown_field",
+            )
+        try:
+            checked[key] = check_value(spec.type, value, spec.options)
+        except ValueError as exc:
+            raise InvalidContact(f"attributes.{key}: {exc}", code="invalid_field_value") from None
+    return checked
+
+
+def _tags(tags: Sequence[str] | None) -> list[str] | None:
+    return None if tags is None else list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+
+
+def _merged(existing: dict[str, Any], item: _Item, now: datetime) -> dict[str, Any]:
+    data, new = item.data, dict(existing)
+    given = data.model_fields_set
+    if item.address is not None:
+        new["email"], new["email_key"] = item.address.email, item.address.key
+    for name in _SIMPLE:
+        if name in given:
+            new[name] = getattr(data, name)
+    if "status" in given and data.status is not None:
+        new["status"] = data.status
+    if item.attributes is not None:
+        attributes = dict(existing["attributes"])
+        for key, value in item.attributes.items():
+            if value is None:
+                attributes.pop(key, None)
+            else:
+                attributes[key] = value
+        new["attributes"] = attributes
+    if "tags" in given:
+        new["tags"] = _tags(data.tags) or []
+    new["updated_at"] = now
+    return new
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    changes: dict[str, dict[str, Any]] = {}
+    for name in ("email", *_SIMPLE, "status", "tags"):
+        if old[name] != new[name]:
+            changes[name] = {"old": old[name], "new": new[name]}
+    for key in sorted(old["attributes"].keys() | new["attributes"].keys()):
+        before, after = old["attributes"].get(key), new["attributes"].get(key)
+        if before != after:
+            changes[f"attributes.{key}"] = {"old": before, "new": after}
+    return changes
+
+
+class ContactService:
+    # --- reads
+
+    async def get_contact(
+        self, session: AsyncSession, workspace_id: uuid.UUID, contact_id: uuid.UUID
+    ) -> ContactRead:
+        contact = await contact_repository.find(session, workspace_id, contact_id)
+        if contact is None:
+            raise ContactNotFound(contact_id)
+        external = await contact_repository.external_ids(session, workspace_id, [contact.id])
+        return ContactRead.model_validate(
+            {**_row(contact), "external_ids": external.get(contact.id, {})}
+        )
+
+    async def list_contacts(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        page: PageParams,
+        *,
+        email: str | None = None,
+        **filters: Any,
+    ) -> tuple[list[ContactRead], str | None]:
+        email_key = None
+        if email is not None:
+            try:
+                email_key = normalize_address(email).key
+            except InvalidAddress:
+                # No contact holds an address that is not one: an empty page.
+                email_key = email.strip().lower()
+        query = contact_repository.filtered(workspace_id, email_key=email_key, **filters)
+        after = _cursor_uuid(page.cursor)
+        rows = list(
+            await contact_repository.page(session, query, after=after, limit=page.limit + 1)
+        )
+        cursor = None
+        if len(rows) > page.limit:
+            rows = rows[: page.limit]
+            cursor = encode_cursor({"id": str(rows[-1].id)})
+        external = await contact_repository.external_ids(
+            session, workspace_id, [c.id for c in rows]
+        )
+        reads = [
+            ContactRead.model_validate({**_row(c), "external_ids": external.get(c.id, {})})
+            for c in rows
+        ]
+        return reads, cursor
+
+    async def timeline(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        page: PageParams,
+    ) -> tuple[list[TimelineEntry], str | None]:
+        if await contact_repository.find(session, workspace_id, contact_id) is None:
+            raise ContactNotFound(contact_id)
+        before = _cursor_int(page.cursor)
+        rows = list(
+            await contact_repository.timeline(
+                session, workspace_id, contact_id, before=before, limit=page.limit + 1
+            )
+        )
+        cursor = None
+        if len(rows) > page.limit:
+            rows = rows[: page.limit]
+            cursor = encode_cursor({"position": rows[-1].position})
+        entries = [
+            TimelineEntry(position=e.position, type=e.type, occurred_at=e.occurred_at, data=e.data)
+            for e in rows
+        ]
+        return entries, cursor
+
+    # --- writes
+
+    async def create_contact(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        data: ContactCreate,
+        context: ConsentContext,
+    ) -> ContactRead:
+        upsert = ContactUpsert.model_validate(data.model_dump(exclude_unset=True))
+        (item,) = await self._apply(
+            session, workspace_id, [upsert], [context], match="email", mode="create_only"
+        )
+        return _result_or_raise(item)
+
+    async def upsert_contact(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        data: ContactUpsert,
+        context: ConsentContext,
+        *,
+        match: Literal["email", "external_id"],
+    ) -> tuple[ContactRead, bool]:
+        (item,) = await self._apply(
+            session, workspace_id, [data], [context], match=match, mode="upsert"
+        )
+        return _result_or_raise(item), item.outcome == "created"
+
+    async def update_contact(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        data: ContactUpdate,
+        context: ConsentContext,
+    ) -> ContactRead:
+        upsert = ContactUpsert.model_validate(data.model_dump(exclude_unset=True))
+        (item,) = await self._apply(
+            session,
+            workspace_id,
+            [upsert],
+            [context],
+            match="id",
+            mode="update_only",
+            ids=[contact_id],
+        )
+        return _result_or_raise(item)
+
+    async def batch_upsert(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        batch: ContactBatch,
+        context: ConsentContext,
+    ) -> BatchSummary:
+        parsed: list[ContactUpsert] = []
+        rejected: dict[int, SendstreamError] = {}
+        for index, raw in enumerate(batch.contacts):
+            try:
+                parsed.append(ContactUpsert.model_validate(raw))
+            except ValidationError as exc:
+                parsed.append(ContactUpsert())
+                rejected[index] = InvalidContact(_first_error(exc))
+        items = await self._apply(
+            session,
+            workspace_id,
+            parsed,
+            [context] * len(parsed),
+            match=batch.match,
+            mode="upsert",
+            rejected=rejected,
+        )
+        results = [
+            BatchResult(
+                index=item.index,
+                status="rejected" if item.error else item.outcome,
+                id=item.contact_id,
+                code=item.error.code if item.error else None,
+                error=item.error.message if item.error else None,
+            )
+            for item in items
+        ]
+        counts = {name: 0 for name in ("created", "updated", "unchanged", "rejected")}
+        for result in results:
+            counts[result.status] += 1
+        return BatchSummary(**counts, results=results)
+
+    async def delete_contact(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        context: ConsentContext,
+    ) -> None:
+        contact = await contact_repository.find(session, workspace_id, contact_id, lock=True)
+        if contact is None:
+            raise ContactNotFound(contact_id)
+        await contact_repository.delete(session, contact)
+        outbox.emit(
+            session,
+            workspace_id,
+            "contact.deleted",
+            {"id": contact.id, "email": contact.email, "source": context.source},
+            subject_type="contact",
+            subject_id=contact.id,
+        )
+
+    # --- the one write path
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        datas: Sequence[ContactUpsert],
+        contexts: Sequence[ConsentContext],
+        *,
+        match: Match,
+        mode: Mode,
+        ids: Sequence[uuid.UUID] | None = None,
+        rejected: dict[int, SendstreamError] | None = None,
+    ) -> list[_Item]:
+        fields = {f.key: f for f in await field_repository.all(session, workspace_id)}
+        items = [
+            _Item(index=i, data=d, context=_with_consent(c, d))
+            for i, (d, c) in enumerate(zip(datas, contexts, strict=True))
+        ]
+        for item in items:
+            if rejected and item.index in rejected:
+                item.error = rejected[item.index]
+                continue
+            try:
+                self._prepare(item, fields, match)
+            except SendstreamError as exc:
+                item.error = exc
+
+        # Find the contacts the items identify, locked in id order.
+        live = [i for i in items if i.error is None]
+        identity = _identities(live, match, ids)
+        existing = await self._lock_existing(session, workspace_id, match, identity.values())
+        await self._check_lists(session, workspace_id, live)
+
+        creates: list[_Item] = []
+        updates: list[_Item] = []
+        for item in live:
+            if item.error is not None:
+                continue
+            found = existing.get(identity[item.index])
+            if found is None:
+                if mode == "update_only":
+                    item.error = ContactNotFound(identity[item.index])
+                elif item.address is None:
+                    item.error = InvalidContact(
+                        "email: required to create a contact.", code="email_required"
+                    )
+                else:
+                    creates.append(item)
+            elif mode == "create_only":
+                item.error = ContactExists("this email address", found["id"])
+            else:
+                item.existing = found
+                if match == "email":
+                    # Matched by its key: a differently-cased copy of the
+                    # address is the same address, not a change.
+                    item.address = Address(found["email"], found["email_key"])
+                updates.append(item)
+
+        await self._check_uniques(session, workspace_id, creates, updates)
+        await self._check_erased(session, workspace_id, [*creates, *updates])
+        now = datetime.now(UTC)
+        raced = await self._insert(
+            session, workspace_id, [c for c in creates if c.error is None], fields, now
+        )
+        if raced:
+            # Created by a concurrent writer since we looked: update it instead.
+            again = await contact_repository.lock_by_keys(
+                session, workspace_id, [i.address.key for i in raced if i.address]
+            )
+            by_key = {c.email_key: _row(c) for c in again}
+            for item in raced:
+                found = by_key.get(item.address.key) if item.address else None
+                if found is None:
+                    item.error = SendstreamError(
+                        "A concurrent change to this contact got in the way; retry.",
+                        code="concurrent_update",
+                        status=503,
+                    )
+                elif mode == "create_only":
+                    item.error = ContactExists("this email address", found["id"])
+                else:
+                    item.existing = found
+                    item.address = Address(found["email"], found["email_key"])
+                    updates.append(item)
+        await self._update(session, workspace_id, [u for u in updates if u.error is None], now)
+        await self._subscribe(session, workspace_id, [i for i in items if i.error is None])
+        return items
+
+    def _prepare(self, item: _Item, fields: dict[str, Field], match: Match) -> None:
+        data = item.data
+        if data.email is not None:
+            try:
+                item.address = normalize_address(data.email)
+            except InvalidAddress as exc:
+                raise InvalidContact(f"email: {exc}", code="invalid_email") from None
+        if data.timezone is not None and data.timezone not in _zones():
+            raise InvalidContact(
+                f"timezone: unknown time zone {data.timezone!r}; use an IANA name such as "
+                "Europe/Paris.",
+                code="unknown_timezone",
+            )
+        for system in data.external_ids or {}:
+            if not _SYSTEM.match(system):
+                raise InvalidContact(
+                    f"external_ids.{system}: a system name is 1-50 lower-case letters, digits, "
+                    "`_` or `-`, starting with a letter (e.g. hubspot).",
+                    code="invalid_system",
+                )
+        item.attributes = _check_attributes(data.attributes, fields)
+        if match == "email" and item.address is None:
+            raise InvalidContact("email: required when matching by email.", code="email_required")
+        if match == "external_id" and not data.external_id:
+            raise InvalidContact(
+                "external_id: required when matching by external_id.", code="external_id_required"
+            )
+
+    async def _lock_existing(
+        self, session: AsyncSession, workspace_id: uuid.UUID, match: Match, keys: Any
+    ) -> dict[Any, dict[str, Any]]:
+        wanted = set(keys)
+        if match == "email":
+            rows = await contact_repository.lock_by_keys(session, workspace_id, wanted)
+            return {c.email_key: _row(c) for c in rows}
+        if match == "external_id":
+            rows = await contact_repository.lock_by_external_ids(session, workspace_id, wanted)
+            return {c.external_id: _row(c) for c in rows}
+        found: dict[Any, dict[str, Any]] = {}
+        for contact_id in sorted(wanted):
+            contact = await contact_repository.find(session, workspace_id, contact_id, lock=True)
+            if contact is not None:
+                found[contact_id] = _row(contact)
+        return found
+
+    async def _check_lists(
+        self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item]
+    ) -> None:
+        wanted = {list_id for item in items for list_id in item.data.lists}
+        if not wanted:
+            return
+        known = await contact_repository.existing_list_ids(session, workspace_id, wanted)
+        for item in items:
+            missing = [str(i) for i in item.data.lists if i not in known]
+            if missing:
+                item.error = ListNotFound(", ".join(missing))
+
+    async def _check_uniques(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        creates: list[_Item],
+        updates: list[_Item],
+    ) -> None:
+        """Refuse items that would take an address, external id or connected-
+        system id another contact holds (in the database or earlier in the
+        batch)."""
+        writing = [i for i in (*creates, *updates) if i.error is None]
+        keys = {i.address.key for i in writing if i.address}
+        externals = {i.data.external_id for i in writing if i.data.external_id}
+        pairs = {
+            (system, value)
+            for i in writing
+            for system, value in (i.data.external_ids or {}).items()
+            if value is not None
+        }
+        key_owner = await contact_repository.owners_of_keys(session, workspace_id, keys)
+        ext_owner = await contact_repository.owners_of_external_ids(
+            session, workspace_id, externals
+        )
+        pair_owner = await contact_repository.external_id_owners(session, workspace_id, pairs)
+        claimed: dict[tuple[str, Any], int] = {}
+        for item in writing:
+            own = item.existing["id"] if item.existing else None
+            claims: list[tuple[str, Any, uuid.UUID | None, str]] = []
+            if item.address:
+                claims.append(
+                    (
+                        "email",
+                        item.address.key,
+                        key_owner.get(item.address.key),
+                        "this email address",
+                    )
+                )
+            if item.data.external_id:
+                ext = item.data.external_id
+                claims.append(("external_id", ext, ext_owner.get(ext), f"external_id {ext!r}"))
+            for system, value in (item.data.external_ids or {}).items():
+                if value is not None:
+                    claims.append(
+                        (
+                            f"external_ids.{system}",
+                            value,
+                            pair_owner.get((system, value)),
+                            f"{system} id {value!r}",
+                        )
+                    )
+            for kind, value, owner, what in claims:
+                if owner is not None and owner != own:
+                    item.error = ContactExists(what, owner)
+                    break
+                earlier = claimed.get((kind, value))
+                if earlier is not None:
+                    item.error = InvalidContact(
+                        f"{kind}: same as item {earlier} of this batch.", code="duplicate_in_batch"
+                    )
+                    break
+            if item.error is None:
+                for kind, value, _, _ in claims:
+                    claimed[(kind, value)] = item.index
+
+    async def _check_erased(
+        self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item]
+    ) -> None:
+        new_addresses = {
+            i.index: address_hash(i.address.key)
+            for i in items
+            if i.error is None
+            and i.address is not None
+            and (i.existing is None or i.existing["email_key"] != i.address.key)
+        }
+        erased = await erased_hashes(session, workspace_id, new_addresses.values())
+        if not erased:
+            return
+        lifted: list[str] = []
+        for item in items:
+            digest = new_addresses.get(item.index)
+            if digest not in erased:
+                continue
+            consent = item.data.consent
+            if consent is not None and consent.explicit_opt_in:
+                lifted.append(digest)
+            else:
+                item.error = ContactErased()
+        await lift_erasure(session, workspace_id, lifted)
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        items: list[_Item],
+        fields: dict[str, Field],
+        now: datetime,
+    ) -> list[_Item]:
+        """Insert new contacts; return the items whose address a concurrent
+        writer took first."""
+        defaults = {k: f.default for k, f in fields.items() if f.default is not None}
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            address = _present(item.address)
+            data = item.data
+            attributes = {
+                **defaults,
+                **{k: v for k, v in (item.attributes or {}).items() if v is not None},
+            }
+            rows.append(
+                {
+                    "id": uuid7(),
+                    "workspace_id": workspace_id,
+                    "email": address.email,
+                    "email_key": address.key,
+                    **{name: getattr(data, name) for name in _SIMPLE},
+                    "status": data.status or "active",
+                    "attributes": attributes,
+                    "tags": _tags(data.tags) or [],
+                }
+            )
+        inserted = await contact_repository.insert_new(session, rows)
+        raced: list[_Item] = []
+        for item, row in zip(items, rows, strict=True):
+            got = inserted.get(row["email_key"])
+            if got is None:
+                raced.append(item)
+                continue
+            row["id"], row["created_at"], row["updated_at"] = got
+            item.contact_id, item.outcome = got[0], "created"
+            external_ids = {
+                k: v for k, v in (item.data.external_ids or {}).items() if v is not None
+            }
+            if external_ids:
+                await contact_repository.set_external_ids(
+                    session, workspace_id, got[0], dict(external_ids)
+                )
+            item.read = ContactRead.model_validate({**row, "external_ids": external_ids})
+            record_consent(
+                session,
+                workspace_id=workspace_id,
+                contact_id=got[0],
+                list_id=None,
+                status=row["status"],
+                previous_status=None,
+                context=item.context,
+            )
+            outbox.emit(
+                session,
+                workspace_id,
+                "contact.created",
+                {"contact": item.read.model_dump(mode="json"), "source": item.context.source},
+                subject_type="contact",
+                subject_id=got[0],
+            )
+        return raced
+
+    async def _update(
+        self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item], now: datetime
+    ) -> None:
+        writes: list[dict[str, Any]] = []
+        external = await contact_repository.external_ids(
+            session, workspace_id, [i.existing["id"] for i in items if i.existing]
+        )
+        for item in items:
+            old = _present(item.existing)
+            new = _merged(old, item, now)
+            changes = _changes(old, new)
+            item.contact_id = old["id"]
+            ext_old = external.get(old["id"], {})
+            ext_new = dict(ext_old)
+            for system, value in (item.data.external_ids or {}).items():
+                if value is None:
+                    ext_new.pop(system, None)
+                else:
+                    ext_new[system] = value
+            if ext_new != ext_old:
+                changes["external_ids"] = {"old": ext_old, "new": ext_new}
+                await contact_repository.set_external_ids(
+                    session,
+                    workspace_id,
+                    old["id"],
+                    {s: ext_new.get(s) for s in ext_old.keys() | ext_new.keys()},
+                )
+            if not changes:
+                item.outcome = "unchanged"
+                item.read = ContactRead.model_validate({**old, "external_ids": ext_old})
+                continue
+            item.outcome = "updated"
+            writes.append(
+                {"id": old["id"], **{c: new[c] for c in (*MUTABLE_COLUMNS, "updated_at")}}
+            )
+            item.read = ContactRead.model_validate({**new, "external_ids": ext_new})
+            outbox.emit(
+                session,
+                workspace_id,
+                "contact.updated",
+                {
+                    "id": old["id"],
+                    "email": new["email"],
+                    "changes": changes,
+                    "source": item.context.source,
+                },
+                subject_type="contact",
+                subject_id=old["id"],
+            )
+            if "status" in changes:
+                self._status_changed(session, workspace_id, item, old["status"], new["status"])
+        await contact_repository.write_changes(session, writes)
+
+    def _status_changed(
+        self, session: AsyncSession, workspace_id: uuid.UUID, item: _Item, old: str, new: str
+    ) -> None:
+        contact_id, read = _present(item.contact_id), _present(item.read)
+        record_consent(
+            session,
+            workspace_id=workspace_id,
+            contact_id=contact_id,
+            list_id=None,
+            status=new,
+            previous_status=old,
+            context=item.context,
+        )
+        outbox.emit(
+            session,
+            workspace_id,
+            "contact.unsubscribed" if new == "unsubscribed" else "contact.subscribed",
+            {
+                "id": contact_id,
+                "email": read.email,
+                "list_id": None,
+                "status": new,
+                "source": item.context.source,
+            },
+            subject_type="contact",
+            subject_id=contact_id,
+        )
+
+    async def _subscribe(
+        self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item]
+    ) -> None:
+        for item in items:
+            if item.data.lists and item.contact_id is not None:
+                await subscription_service.subscribe(
+                    session, workspace_id, item.contact_id, item.data.lists, item.context
+                )
+
+
+def _identities(
+    items: list[_Item], match: Match, ids: Sequence[uuid.UUID] | None
+) -> dict[int, Any]:
+    """Each live item's identity under `match`; a repeat within the batch is rejected."""
+    found: dict[int, Any] = {}
+    seen: dict[Any, int] = {}
+    for item in items:
+        if match == "email":
+            key: Any = _present(item.address).key
+        elif match == "external_id":
+            key = item.data.external_id
+        else:
+            key = _present(ids)[item.index]
+        if key in seen:
+            item.error = InvalidContact(
+                f"{match}: same contact as item {seen[key]} of this batch.",
+                code="duplicate_in_batch",
+            )
+            continue
+        seen[key] = item.index
+        found[item.index] = key
+    return found
+
+
+def _with_consent(context: ConsentContext, data: ContactUpsert) -> ConsentContext:
+    consent = data.consent
+    if consent is None:
+        return context
+    return replace(
+        context,
+        source=consent.source,
+        ip=consent.ip,
+        user_agent=consent.user_agent,
+        text=consent.text,
+    )
+
+
+def _result_or_raise(item: _Item) -> ContactRead:
+    if item.error is not None:
+        raise item.error
+    return _present(item.read)
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _present(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("contact write: a value the write path set earlier is missing")
+    return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
+
+
+def _cursor_uuid(cursor: dict[str, Any] | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        return uuid.UUID(str(cursor["id"]))
+    except (KeyError, ValueError):
+        raise InvalidInput(
+            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
+            code="invalid_cursor",
+        ) from None
+
+
+def _cursor_int(cursor: dict[str, Any] | None) -> int | None:
+    if cursor is None:
+        return None
+    value = cursor.get("position")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise InvalidInput(
+            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
+            code="invalid_cursor",
+        )
+    return value
+
+
+contact_service = ContactService()
