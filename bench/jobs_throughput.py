@@ -27,10 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from support import (
+    drop_database,
+    fresh_database,
+    log,
+    server_admin_url,
+    sqlalchemy_url,
+    stop,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 PGQ_WORKER = """
 import asyncio, os, signal, sys
@@ -58,42 +64,6 @@ with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
 """
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def server_admin_url(tmp: Path) -> tuple[str, str]:
-    try:
-        with psycopg.connect(SERVICE_URL, connect_timeout=3) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-        return SERVICE_URL, f"PostgreSQL {version[0] if version else '?'} service"
-    except psycopg.OperationalError:
-        from sendstream.core.embedded import start_embedded_server
-
-        url = start_embedded_server(tmp / "embedded", "postgres")
-        with psycopg.connect(url) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
-        return url, f"embedded PostgreSQL {version[0] if version else '?'}"
-
-
-def fresh_database(admin: str, name: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(admin)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo("", **info)
-
-
-def drop_database(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def wait_for_workers(url: str, query: str, count: int, timeout: float = 60) -> None:
     """Block until `query` counts `count` worker sessions (up and idle)."""
     deadline = time.monotonic() + timeout
@@ -117,16 +87,6 @@ def wait_until_drained(url: str, query: str, timeout: float) -> float:
     raise RuntimeError(f"queue not drained within {timeout}s")
 
 
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 # --- Sendstream
 
 
@@ -136,7 +96,7 @@ def bench_sendstream(admin: str, jobs: int, workers: int, concurrency: int) -> d
     from sendstream.core import migrate
 
     url = fresh_database(admin, "ss_bench_sendstream")
-    sa_url = make_url(_sqlalchemy_url(url))
+    sa_url = make_url(sqlalchemy_url(url))
     migrate.upgrade(sa_url)
     env = {
         **os.environ,
@@ -181,19 +141,6 @@ def bench_sendstream(admin: str, jobs: int, workers: int, concurrency: int) -> d
         stop(procs)
         drop_database(admin, "ss_bench_sendstream")
     return {"seconds": elapsed, "enqueue_seconds": enqueue_seconds}
-
-
-def _sqlalchemy_url(conninfo: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(conninfo)
-    host = str(info.pop("host", "127.0.0.1"))
-    port = info.pop("port", "5432")
-    user = info.pop("user", "postgres")
-    password = info.pop("password", "")
-    dbname = info.pop("dbname")
-    auth = f"{user}:{password}@" if password else f"{user}@"
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{auth}/{dbname}?host={host}&port={port}"
-    return f"postgresql+psycopg://{auth}{host}:{port}/{dbname}"
 
 
 async def _enqueue_sendstream(url: str, jobs: int) -> float:

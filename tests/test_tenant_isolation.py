@@ -27,16 +27,18 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.app import create_app
-from sendstream.core.db import Database
-from sendstream.core.jobs.queue import enqueue
 from sendstream.contacts.consent import ConsentContext
 from sendstream.contacts.field_service import field_service
+from sendstream.contacts.lists import list_service, subscription_service
 from sendstream.contacts.schemas import ContactCreate, FieldCreate
 from sendstream.contacts.service import contact_service
+from sendstream.core.db import Database
+from sendstream.core.jobs.queue import enqueue
 from sendstream.models.api_key import ApiKey
-from sendstream.models.contact import Contact
-from sendstream.models.field import Field
 from sendstream.models.base import Base
+from sendstream.models.contact import Contact
+from sendstream.models.contact_list import ContactList
+from sendstream.models.field import Field
 from sendstream.models.job import Job
 from sendstream.models.user import User
 from sendstream.workspaces.service import api_key_service, user_service
@@ -95,6 +97,34 @@ async def _field(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     return Owned({"field_key": created.key}, Field, created.id)
 
 
+async def _list(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    created = await list_service.create_list(
+        session,
+        workspace_id,
+        name=f"list {uuid.uuid4().hex[:8]}",
+        description=None,
+        visibility="private",
+        opt_in="single",
+    )
+    return Owned({"list_id": str(created.list.id)}, ContactList, created.list.id)
+
+
+async def _contact_on_list(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A contact subscribed to a list: the routes under
+    /v1/contacts/{contact_id}/... (subscriptions, consent, export, erase)."""
+    owned = await _contact(session, workspace_id)
+    on = await _list(session, workspace_id)
+    await subscription_service.set_subscription(
+        session,
+        workspace_id,
+        owned.primary_key,
+        uuid.UUID(on.params["list_id"]),
+        "subscribed",
+        ConsentContext(source="api"),
+    )
+    return Owned({**owned.params, **on.params}, Contact, owned.primary_key)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -104,6 +134,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/jobs/{job_id}": _job,
     "/v1/contacts/{contact_id:uuid}": _contact,
     "/v1/fields/{field_key}": _field,
+    "/v1/lists/{list_id}": _list,
+    "/v1/contacts/{contact_id}": _contact_on_list,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the
@@ -114,8 +146,15 @@ KEYED_UPSERTS = {
     ("PUT", "/v1/contacts/by-external-id/{external_id}"),
 }
 
+# Public routes whose path token is the credential (a double opt-in link): the
+# link works for whoever holds it, whatever API key they hold, so there is no
+# "other workspace" to refuse. tests/contacts/test_optin.py covers the tokens.
+PUBLIC_TOKEN_ROUTES = {("GET", "/v1/confirm/{token}"), ("POST", "/v1/confirm/{token}")}
+
 # Request bodies for id routes whose body cannot be `{}`, keyed "METHOD path".
-BODIES: dict[str, Any] = {}
+BODIES: dict[str, Any] = {
+    "PUT /v1/contacts/{contact_id}/subscriptions/{list_id}": {"status": "subscribed"},
+}
 
 
 def _api_routes() -> list[tuple[str, str]]:
@@ -133,7 +172,11 @@ def _api_routes() -> list[tuple[str, str]]:
 
 
 _ROUTES = _api_routes()
-ID_ROUTES = [r for r in _ROUTES if _PARAM.search(r[1]) and r not in KEYED_UPSERTS]
+ID_ROUTES = [
+    r
+    for r in _ROUTES
+    if _PARAM.search(r[1]) and r not in KEYED_UPSERTS and r not in PUBLIC_TOKEN_ROUTES
+]
 LIST_ROUTES = [r for r in _ROUTES if r[0] == "GET" and not _PARAM.search(r[1])]
 
 

@@ -137,8 +137,8 @@ class FieldService:
         if "key" in given and data.key is not None and data.key != key:
             if data.key in RESERVED_KEYS:
                 raise InvalidContact(
-                f"key: {data.key!r} is a built-in contact property.", code="reserved_field_key"
-            )
+                    f"key: {data.key!r} is a built-in contact property.", code="reserved_field_key"
+                )
             if await field_repository.find(session, workspace_id, data.key) is not None:
                 raise FieldExists(data.key)
             await field_repository.rename_values(session, workspace_id, key, data.key)

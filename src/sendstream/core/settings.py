@@ -46,6 +46,8 @@ class ApiSettings(BaseModel):
     public_url: str | None = None
     # Largest accepted request body in bytes; larger bodies get 413.
     max_body_bytes: int = 1_048_576
+    # Largest file upload (contact imports), for the routes that take files.
+    max_upload_bytes: int = 1_073_741_824
     # Token bucket per API key: steady refill rate and burst size.
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
@@ -88,6 +90,29 @@ class SecuritySettings(BaseModel):
     previous_keys: list[SecretStr] = Field(default_factory=list)
 
 
+class MailSettings(BaseModel):
+    """The SMTP relay for mail the platform sends itself (double opt-in
+    confirmations). The delivery domain replaces this with its own transports;
+    until then one relay, reached with aiosmtplib, is all there is."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    username: str | None = None
+    password: SecretStr | None = None
+    # Upgrade the connection with STARTTLS (port 587); `use_tls` is implicit
+    # TLS from the first byte (port 465). Both off: plain SMTP on loopback.
+    starttls: bool = False
+    use_tls: bool = False
+    # Seconds one SMTP conversation may take before the job fails and retries.
+    timeout: float = 30.0
+    from_address: str = "Sendstream <no-reply@localhost>"
+    # Base URL of links in mails (`https://mail.example.com`); falls back to
+    # `api.public_url`, then to http://<api.host>:<api.port>.
+    public_url: str | None = None
+    # Hours a confirmation link stays valid.
+    confirmation_ttl_hours: int = 72
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENDSTREAM_",
@@ -108,6 +133,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
 
     @classmethod
     def settings_customise_sources(

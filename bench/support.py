@@ -1,0 +1,74 @@
+"""What every bench script needs: a PostgreSQL server (the service when it
+answers, else an embedded one), scratch databases, and process handling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def server_admin_url(tmp: Path) -> tuple[str, str]:
+    try:
+        with psycopg.connect(SERVICE_URL, connect_timeout=3) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        return SERVICE_URL, f"PostgreSQL {version[0] if version else '?'} service"
+    except psycopg.OperationalError:
+        from sendstream.core.embedded import start_embedded_server
+
+        url = start_embedded_server(tmp / "embedded", "postgres")
+        with psycopg.connect(url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        return url, f"embedded PostgreSQL {version[0] if version else '?'}"
+
+
+def fresh_database(admin: str, name: str) -> str:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(admin)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo("", **info)
+
+
+def drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def sqlalchemy_url(conninfo: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
+    host = str(info.pop("host", "127.0.0.1"))
+    port = info.pop("port", "5432")
+    user = info.pop("user", "postgres")
+    password = info.pop("password", "")
+    dbname = info.pop("dbname")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    if host.startswith("/"):
+        return f"postgresql+psycopg://{auth}/{dbname}?host={host}&port={port}"
+    return f"postgresql+psycopg://{auth}{host}:{port}/{dbname}"
