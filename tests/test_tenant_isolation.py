@@ -37,6 +37,7 @@ from sendstream.core.jobs.queue import enqueue
 from sendstream.models.api_key import ApiKey
 from sendstream.models.base import Base
 from sendstream.models.contact import Contact
+from sendstream.models.contact_import import ContactImport
 from sendstream.models.contact_list import ContactList
 from sendstream.models.field import Field
 from sendstream.models.job import Job
@@ -125,6 +126,25 @@ async def _contact_on_list(session: AsyncSession, workspace_id: uuid.UUID) -> Ow
     return Owned({**owned.params, **on.params}, Contact, owned.primary_key)
 
 
+async def _contact_import(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A queued import (nothing runs it here) that already brought in one contact,
+    so the export route has something of A's to show."""
+    row = ContactImport(
+        id=uuid.uuid4(), workspace_id=workspace_id, format="csv", mode="upsert", filename="a.csv"
+    )
+    session.add(row)
+    session.add(
+        Contact(
+            id=uuid.uuid4(),
+            workspace_id=workspace_id,
+            email=f"imported-{uuid.uuid4().hex[:8]}@a.example",
+            email_key=f"imported-{uuid.uuid4().hex[:8]}@a.example",
+        )
+    )
+    await session.flush()
+    return Owned({"import_id": str(row.id)}, ContactImport, row.id)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -136,6 +156,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/fields/{field_key}": _field,
     "/v1/lists/{list_id}": _list,
     "/v1/contacts/{contact_id}": _contact_on_list,
+    "/v1/contacts/imports/{import_id}": _contact_import,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the
@@ -268,6 +289,9 @@ class TestListRoutes:
             as_b = await client.get(path, headers=other_workspace_actor.headers)
             assert as_a.status_code == as_b.status_code == 200, (as_a.text[:300], as_b.text[:300])
             assert str(admin_actor.workspace_id) not in as_b.text
+            # Downloads (CSV, JSON lines) are compared as text.
+            if not as_a.headers["content-type"].startswith("application/json"):
+                return as_a.text, as_b.text
             return as_a.json(), as_b.json()
 
         a_before, b_before = await both()
@@ -298,7 +322,7 @@ class TestKeyedUpserts:
             email = contact.email
             contact.external_id = "crm-1"
         before = await _snapshot(db, owned)
-        assert _ROUTES and KEYED_UPSERTS <= set(_ROUTES)
+        assert KEYED_UPSERTS <= set(_ROUTES)
         for url, body in (
             (f"/v1/contacts/by-email/{email}", {"first_name": "Mallory"}),
             ("/v1/contacts/by-external-id/crm-1", {"email": "mallory@b.example"}),
