@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.models.consent import ConsentRecord
@@ -43,6 +44,37 @@ class ConsentContext:
     text: str | None = None
 
 
+def consent_row(
+    *,
+    workspace_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    list_id: uuid.UUID | None,
+    status: str,
+    previous_status: str | None,
+    context: ConsentContext,
+) -> dict[str, object]:
+    """One consent record as a row, for writers that insert many at once
+    (`record_consents`)."""
+    return {
+        "workspace_id": workspace_id,
+        "contact_id": contact_id,
+        "list_id": list_id,
+        "status": status,
+        "previous_status": previous_status,
+        "source": context.source,
+        "actor": context.actor,
+        "ip": context.ip,
+        "user_agent": context.user_agent[:1000] if context.user_agent else None,
+        "consent_text": context.text,
+    }
+
+
+async def record_consents(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """Insert many consent records in one round trip."""
+    if rows:
+        await session.execute(insert(ConsentRecord), rows)
+
+
 def record_consent(
     session: AsyncSession,
     *,
@@ -56,15 +88,13 @@ def record_consent(
     """Add one consent record to the session's unit of work."""
     session.add(
         ConsentRecord(
-            workspace_id=workspace_id,
-            contact_id=contact_id,
-            list_id=list_id,
-            status=status,
-            previous_status=previous_status,
-            source=context.source,
-            actor=context.actor,
-            ip=context.ip,
-            user_agent=context.user_agent[:1000] if context.user_agent else None,
-            consent_text=context.text,
+            **consent_row(
+                workspace_id=workspace_id,
+                contact_id=contact_id,
+                list_id=list_id,
+                status=status,
+                previous_status=previous_status,
+                context=context,
+            )
         )
     )

@@ -111,11 +111,13 @@ class ContactRepository:
             return {}
         statement = (
             insert(Contact)
-            .values(list(rows))
             .on_conflict_do_nothing(index_elements=["workspace_id", "email_key"])
             .returning(Contact.email_key, Contact.id, Contact.created_at, Contact.updated_at)
         )
-        result = await session.execute(statement)
+        # executemany: SQLAlchemy batches the rows into multi-row VALUES with
+        # a cached statement ("insertmanyvalues"); a 1,000-row `.values()`
+        # would be compiled afresh on every call (~0.3 s).
+        result = await session.execute(statement, list(rows))
         return {key: (cid, created, updated) for key, cid, created, updated in result}
 
     async def write_changes(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -25,7 +25,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.addresses import Address, InvalidAddress, normalize_address
-from sendstream.contacts.consent import ConsentContext, record_consent
+from sendstream.contacts.consent import (
+    ConsentContext,
+    consent_row,
+    record_consent,
+    record_consents,
+)
 from sendstream.contacts.errors import (
     ContactErased,
     ContactExists,
@@ -612,6 +617,7 @@ class ContactService:
             )
         inserted = await contact_repository.insert_new(session, rows)
         raced: list[_Item] = []
+        consents: list[dict[str, object]] = []
         for item, row in zip(items, rows, strict=True):
             got = inserted.get(row["email_key"])
             if got is None:
@@ -627,14 +633,15 @@ class ContactService:
                     session, workspace_id, got[0], dict(external_ids)
                 )
             item.read = ContactRead.model_validate({**row, "external_ids": external_ids})
-            record_consent(
-                session,
-                workspace_id=workspace_id,
-                contact_id=got[0],
-                list_id=None,
-                status=row["status"],
-                previous_status=None,
-                context=item.context,
+            consents.append(
+                consent_row(
+                    workspace_id=workspace_id,
+                    contact_id=got[0],
+                    list_id=None,
+                    status=row["status"],
+                    previous_status=None,
+                    context=item.context,
+                )
             )
             outbox.emit(
                 session,
@@ -644,6 +651,7 @@ class ContactService:
                 subject_type="contact",
                 subject_id=got[0],
             )
+        await record_consents(session, consents)
         return raced
 
     async def _update(
