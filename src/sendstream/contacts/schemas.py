@@ -22,6 +22,8 @@ from sendstream.core.pagination import Page
 from sendstream.core.types import NO_CONTROL_CHARS, Line
 
 ContactStatus = Literal["active", "unsubscribed", "bounced", "complained"]
+# Bounce and complaint handling set the other two states, never an API call.
+WritableStatus = Literal["active", "unsubscribed"]
 Name = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS, max_length=200)]
 Tag = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f,;]+$")
@@ -86,7 +88,7 @@ class _ContactFields(_Input):
     last_name: Name | None = None
     timezone: TimeZone | None = None
     locale: Locale | None = None
-    status: ContactStatus | None = Field(
+    status: WritableStatus | None = Field(
         default=None, description="Global consent state; every change is a consent record."
     )
     attributes: dict[str, Any] | None = Field(
