@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.gdpr import ErasureReceipt, gdpr_service
+from sendstream.contacts.lists_router import ConsentRead
 from sendstream.core.http import UnitOfWorkRoute, get_session
 from sendstream.workspaces.auth import Principal, require_scope
 
@@ -41,19 +42,6 @@ class ExportedSubscription(BaseModel):
     updated_at: datetime
 
 
-class ExportedConsent(BaseModel):
-    id: int
-    list_id: uuid.UUID | None
-    status: str
-    previous_status: str | None
-    source: str
-    actor: str | None
-    ip: str | None
-    user_agent: str | None
-    text: str | None
-    occurred_at: datetime
-
-
 class ExportedEvent(BaseModel):
     position: int
     type: str
@@ -69,7 +57,7 @@ class ContactExport(BaseModel):
     fields: list[ExportedField] = Field(description="Definitions of the custom fields it uses.")
     external_ids: list[ExportedExternalId]
     subscriptions: list[ExportedSubscription]
-    consent: list[ExportedConsent] = Field(description="Consent records, oldest first.")
+    consent: list[ConsentRead] = Field(description="Consent records, oldest first.")
     timeline: list[ExportedEvent] = Field(description="Events about the contact, oldest first.")
     messages: list[dict[str, Any]] = Field(
         description="Messages sent to the contact (empty until the delivery domain exists)."

@@ -37,7 +37,7 @@ from sendstream.contacts.list_repository import list_repository, subscription_re
 from sendstream.core.errors import InvalidInput
 from sendstream.core.jobs import enqueue
 from sendstream.core.outbox import emit
-from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_uuid, encode_cursor
 from sendstream.models.consent import ConsentRecord
 from sendstream.models.contact import Contact
 from sendstream.models.contact_list import ContactList, Subscription
@@ -45,31 +45,6 @@ from sendstream.models.contact_list import ContactList, Subscription
 # States a client may ask for; the others come from bounce/complaint handling.
 SETTABLE: Final = ("subscribed", "unsubscribed")
 NOT_SETTABLE: Final = ("bounced", "complained")
-
-
-def _cursor_value(cursor: dict[str, Any] | None, key: str) -> str | None:
-    if cursor is None:
-        return None
-    value = cursor.get(key)
-    if not isinstance(value, str):
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        )
-    return value
-
-
-def _cursor_uuid(cursor: dict[str, Any] | None, key: str) -> uuid.UUID | None:
-    value = _cursor_value(cursor, key)
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -106,7 +81,7 @@ class ListService:
             await list_repository.page(
                 session,
                 workspace_id,
-                after=_cursor_uuid(page.cursor, "id"),
+                after=cursor_uuid(page.cursor, "id"),
                 limit=page.limit + 1,
             )
         )
@@ -253,7 +228,7 @@ class SubscriptionService:
             workspace_id,
             list_id,
             status=status,
-            after=_cursor_uuid(page.cursor, "contact_id"),
+            after=cursor_uuid(page.cursor, "contact_id"),
             limit=page.limit + 1,
         )
         if len(rows) > page.limit:
@@ -273,7 +248,7 @@ class SubscriptionService:
             session,
             workspace_id,
             contact_id,
-            after=_cursor_uuid(page.cursor, "list_id"),
+            after=cursor_uuid(page.cursor, "list_id"),
             limit=page.limit + 1,
         )
         if len(rows) > page.limit:

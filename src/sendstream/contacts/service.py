@@ -57,9 +57,9 @@ from sendstream.contacts.schemas import (
 from sendstream.contacts.suppression import address_hash, erased_hashes, lift_erasure
 from sendstream.contacts.values import check_value
 from sendstream.core import outbox
-from sendstream.core.errors import InvalidInput, SendstreamError
+from sendstream.core.errors import SendstreamError
 from sendstream.core.ids import uuid7
-from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_int, cursor_uuid, encode_cursor
 from sendstream.models.contact import Contact
 from sendstream.models.field import Field
 
@@ -199,7 +199,7 @@ class ContactService:
                 # No contact holds an address that is not one: an empty page.
                 email_key = email.strip().lower()
         query = contact_repository.filtered(workspace_id, email_key=email_key, **filters)
-        after = _cursor_uuid(page.cursor)
+        after = cursor_uuid(page.cursor)
         rows = list(
             await contact_repository.page(session, query, after=after, limit=page.limit + 1)
         )
@@ -225,7 +225,7 @@ class ContactService:
     ) -> tuple[list[TimelineEntry], str | None]:
         if await contact_repository.find(session, workspace_id, contact_id) is None:
             raise ContactNotFound(contact_id)
-        before = _cursor_int(page.cursor)
+        before = cursor_int(page.cursor, "position")
         rows = list(
             await contact_repository.timeline(
                 session, workspace_id, contact_id, before=before, limit=page.limit + 1
@@ -803,30 +803,6 @@ def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "body"
     return f"{where}: {error['msg']}"
-
-
-def _cursor_uuid(cursor: dict[str, Any] | None) -> uuid.UUID | None:
-    if cursor is None:
-        return None
-    try:
-        return uuid.UUID(str(cursor["id"]))
-    except (KeyError, ValueError):
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        ) from None
-
-
-def _cursor_int(cursor: dict[str, Any] | None) -> int | None:
-    if cursor is None:
-        return None
-    value = cursor.get("position")
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        )
-    return value
 
 
 contact_service = ContactService()

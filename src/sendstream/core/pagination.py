@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -39,6 +40,33 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
             "cursor: not a cursor this API issued; pass back `next_cursor` unchanged.",
             code="invalid_cursor",
         )
+    return value
+
+
+def _not_ours() -> InvalidInput:
+    return InvalidInput(
+        "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
+        code="invalid_cursor",
+    )
+
+
+def cursor_uuid(cursor: dict[str, Any] | None, key: str = "id") -> uuid.UUID | None:
+    """The UUID a list's cursor holds under `key` (None on the first page)."""
+    if cursor is None:
+        return None
+    try:
+        return uuid.UUID(str(cursor[key]))
+    except (KeyError, ValueError):
+        raise _not_ours() from None
+
+
+def cursor_int(cursor: dict[str, Any] | None, key: str) -> int | None:
+    """The positive bigint a list's cursor holds under `key`."""
+    if cursor is None:
+        return None
+    value = cursor.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise _not_ours()
     return value
 
 

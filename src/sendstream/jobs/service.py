@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.core.errors import InvalidInput
 from sendstream.core.jobs.queue import notify
-from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_int, encode_cursor
 from sendstream.jobs.errors import (
     JobAlreadySucceeded,
     JobFinished,
@@ -20,18 +18,6 @@ from sendstream.jobs.errors import (
 )
 from sendstream.jobs.repository import job_repository
 from sendstream.models.job import Job
-
-
-def _cursor_id(cursor: dict[str, Any] | None) -> int | None:
-    if cursor is None:
-        return None
-    value = cursor.get("id")
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        )
-    return value
 
 
 class JobService:
@@ -52,7 +38,7 @@ class JobService:
             workspace_id,
             state=state,
             kind=kind,
-            before=_cursor_id(page.cursor),
+            before=cursor_int(page.cursor, "id"),
             limit=page.limit + 1,
         )
         if len(rows) > page.limit:

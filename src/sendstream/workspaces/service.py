@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core import security
 from sendstream.core.errors import InvalidInput
-from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_uuid, encode_cursor
 from sendstream.models.api_key import ApiKey
 from sendstream.models.audit import AuditLogEntry
 from sendstream.models.user import User
@@ -71,18 +71,6 @@ def normalise_email(email: str) -> tuple[str, str]:
     if len(cleaned) > 320 or not _EMAIL_RE.match(cleaned):
         raise InvalidInput(f"email: {email!r} is not an email address.", code="invalid_email")
     return cleaned, cleaned.lower()
-
-
-def _cursor_uuid(cursor: dict[str, Any] | None) -> uuid.UUID | None:
-    if cursor is None:
-        return None
-    try:
-        return uuid.UUID(str(cursor["id"]))
-    except (KeyError, ValueError):
-        raise InvalidInput(
-            "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
-            code="invalid_cursor",
-        ) from None
 
 
 async def _flush_unique(session: AsyncSession, row: object, conflict: Exception) -> None:
@@ -185,7 +173,7 @@ class UserService:
         self, session: AsyncSession, workspace_id: uuid.UUID, page: PageParams
     ) -> tuple[Sequence[User], str | None]:
         rows = await user_repository.page(
-            session, workspace_id, after=_cursor_uuid(page.cursor), limit=page.limit + 1
+            session, workspace_id, after=cursor_uuid(page.cursor), limit=page.limit + 1
         )
         return _paged(rows, page.limit)
 
@@ -356,7 +344,7 @@ class ApiKeyService:
         self, session: AsyncSession, workspace_id: uuid.UUID, page: PageParams
     ) -> tuple[Sequence[ApiKey], str | None]:
         rows = await api_key_repository.page(
-            session, workspace_id, after=_cursor_uuid(page.cursor), limit=page.limit + 1
+            session, workspace_id, after=cursor_uuid(page.cursor), limit=page.limit + 1
         )
         return _paged(rows, page.limit)
 
