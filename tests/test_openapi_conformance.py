@@ -126,6 +126,9 @@ SEMANTIC_REJECTIONS = {
     "invalid_where",
     "list_status_without_list",
     "invalid_system",
+    # Contact imports: an uploaded file that is empty, header-only, names
+    # unknown columns or maps to unknown fields.
+    "invalid_import_file",
 }
 
 

@@ -172,9 +172,22 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id", "workspace_id")
 
 
+# (method, path) -> the body limit of a route that takes file uploads, read
+# from settings per request. Domains register their upload routes here
+# (`allow_large_body`) so core never names a domain's route.
+_LARGE_BODY_ROUTES: dict[tuple[str, str], Callable[[], int]] = {}
+
+
+def allow_large_body(method: str, path: str, limit: Callable[[], int]) -> None:
+    """Let `method path` (the full path, e.g. `/v1/contacts/imports`) accept
+    bodies up to `limit()` bytes instead of `api.max_body_bytes`."""
+    _LARGE_BODY_ROUTES[(method.upper(), path)] = limit
+
+
 class BodySizeLimitMiddleware:
-    """Refuses bodies over `api.max_body_bytes` with 413, by Content-Length when
-    given and by counting streamed bytes otherwise."""
+    """Refuses bodies over `api.max_body_bytes` (or a registered upload route's
+    own limit) with 413, by Content-Length when given and by counting streamed
+    bytes otherwise."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -183,7 +196,8 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = get_settings().api.max_body_bytes
+        route_limit = _LARGE_BODY_ROUTES.get((scope["method"], scope["path"]))
+        limit = route_limit() if route_limit else get_settings().api.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(limit)(scope, receive, send)

@@ -68,7 +68,23 @@ async def request_hash(request: Request) -> str:
     digest.update(b"?")
     digest.update(request.url.query.encode())
     digest.update(b"\0")
-    digest.update(await request.body())
+    # A multipart body (file uploads) was already parsed by the framework,
+    # which consumed the stream: hash its parts instead, files by content.
+    form = getattr(request, "_form", None)
+    if form is None:
+        digest.update(await request.body())
+        return digest.hexdigest()
+    for name, value in form.multi_items():
+        digest.update(name.encode() + b"=")
+        if isinstance(value, str):
+            digest.update(value.encode())
+        else:
+            digest.update((value.filename or "").encode() + b"\0")
+            await value.seek(0)
+            while block := await value.read(1 << 20):
+                digest.update(block)
+            await value.seek(0)
+        digest.update(b"\0")
     return digest.hexdigest()
 
 

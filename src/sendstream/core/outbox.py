@@ -43,6 +43,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -177,6 +178,63 @@ def write_pending_events(session: Session) -> None:
             ],
         )
         session.execute(select(func.pg_notify(CHANNEL, str(workspace_id))))
+
+
+_FROM_SELECT = """
+WITH {ctes}outbox_src AS MATERIALIZED (
+    SELECT s.type, s.subject_type, s.subject_id, s.data,
+           row_number() OVER () AS n
+    FROM ({select}) AS s
+), outbox_total AS (
+    SELECT count(*) AS c FROM outbox_src
+), outbox_bump AS (
+    INSERT INTO event_counters (workspace_id, last_position)
+    SELECT :outbox_workspace_id, outbox_total.c FROM outbox_total WHERE outbox_total.c > 0
+    ON CONFLICT (workspace_id)
+        DO UPDATE SET last_position = event_counters.last_position + excluded.last_position
+    RETURNING last_position
+), outbox_ins AS (
+    INSERT INTO events (workspace_id, position, type, occurred_at, subject_type, subject_id, data)
+    SELECT :outbox_workspace_id, outbox_bump.last_position - outbox_total.c + outbox_src.n,
+           outbox_src.type, now(), outbox_src.subject_type, outbox_src.subject_id,
+           outbox_src.data
+    FROM outbox_src, outbox_total, outbox_bump
+    RETURNING type
+)
+SELECT type, count(*) FROM outbox_ins GROUP BY type
+"""
+
+
+async def write_events_from_select(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    select_sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    ctes: str | None = None,
+) -> dict[str, int]:
+    """Write one event per row of `select_sql` in the session's current
+    transaction, set-based, for bulk writers (contact imports) that would
+    otherwise buffer a million `emit()` calls. Returns how many events of
+    each type were written.
+
+    `select_sql` must yield the columns `type`, `subject_type`, `subject_id`
+    (text) and `data` (jsonb); events get consecutive positions in the order
+    the rows come. `ctes` (`name AS (...), ...`) is put in front, so the
+    change and its events can be one statement (`INSERT ... RETURNING` in a
+    CTE, events selected from it). Positions are allocated exactly as
+    `write_pending_events` does: one bump of `event_counters.last_position`
+    by the row count, whose row lock is held until commit (so positions stay
+    gapless and in commit order), then `NOTIFY`. Events `emit()`ted in the
+    same transaction follow at commit with higher positions. Names starting
+    `outbox_` (CTEs, and the `:outbox_workspace_id` parameter) are reserved."""
+    statement = _FROM_SELECT.format(ctes=f"{ctes}, " if ctes else "", select=select_sql)
+    bound = {**(params or {}), "outbox_workspace_id": workspace_id}
+    rows = (await session.execute(text(statement), bound)).all()
+    written = {str(kind): int(count) for kind, count in rows}
+    if written:
+        await session.execute(select(func.pg_notify(CHANNEL, str(workspace_id))))
+    return written
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -5,6 +5,7 @@ from sendstream.models import (  # noqa: F401
     audit,
     consent,
     contact,
+    contact_import,
     contact_list,
     event,
     field,

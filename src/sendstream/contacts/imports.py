@@ -1,0 +1,488 @@
+"""Contact imports: start one (API upload or CLI file), run it chunk by
+chunk, report on it.
+
+A run reads the file once to learn its encoding (and the rows to expect),
+then streams it: a thread checks the next chunk of rows (`imports_parse`)
+while the database merges the current one (`imports_merge`), so Python and
+PostgreSQL work at the same time and memory holds two chunks at most.
+
+Each chunk commits its merge, its events, its rejected rows and the
+progress counters together (`commit` is handed in by the edge: the job or
+the CLI). A run that dies resumes after the last committed chunk: chunk
+boundaries are fixed by `chunk_rows`, the rows of committed chunks are read
+again only to remember their addresses (for duplicate detection), and the
+row lock plus the `rows_done` check make a second runner skip, never repeat,
+a chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sendstream.contacts.errors import (
+    ImportFinished,
+    ImportNotFound,
+    InvalidImportFile,
+    ListNotFound,
+)
+from sendstream.contacts.import_repository import import_repository
+from sendstream.contacts.imports_merge import (
+    MergeCounts,
+    MergeOptions,
+    any_erased,
+    copy_errors,
+    erased_among,
+    merge_chunk,
+)
+from sendstream.contacts.imports_parse import (
+    Chunk,
+    Detected,
+    ImportFileError,
+    ImportFormat,
+    ImportMode,
+    RowError,
+    RowReader,
+    check_mapping,
+    copy_text,
+    describe,
+    detect,
+    open_text,
+)
+from sendstream.contacts.suppression import HASH_PURPOSE
+from sendstream.core.errors import InvalidInput
+from sendstream.core.ids import uuid7
+from sendstream.core.jobs import enqueue
+from sendstream.core.keys import subkey
+from sendstream.core.pagination import PageParams, encode_cursor
+from sendstream.models.contact_import import ContactImport
+
+JOB_KIND: Final = "contacts.import"
+PARSE_SWITCH_INTERVAL: Final = 0.0005
+DEFAULT_CHUNK_ROWS: Final = 20_000
+FINISHED: Final = frozenset({"completed", "failed", "cancelled"})
+ERASED_MESSAGE: Final = (
+    "this address was erased at the person's request; only an explicit new opt-in "
+    "(through the API) can bring it back, never an import"
+)
+
+Commit = Callable[[], Awaitable[None]]
+Progress = Callable[[ContactImport], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """`["Mail=email", "Notes=-"]` -> {"Mail": "email", "Notes": "-"}."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, target = pair.partition("=")
+        if not sep or not column.strip() or not target.strip():
+            raise InvalidImportFile(
+                f"map: {pair!r} is not column=field (or column=- to ignore the column)"
+            )
+        mapping[column.strip()] = target.strip()
+    return mapping
+
+
+def _next(chunks: Generator[Chunk, None, None]) -> Chunk | ImportFileError | None:
+    """One step of the parser, run in a worker thread."""
+    try:
+        chunk = next(chunks, None)
+    except ImportFileError as exc:
+        return exc
+    if chunk is not None:
+        chunk.copy_data = copy_text(chunk.rows)
+    return chunk
+
+
+class ImportService:
+    # --- starting
+
+    async def _prepare(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        *,
+        source: IO[bytes],
+        filename: str | None,
+        format: ImportFormat | None,
+        mode: ImportMode,
+        list_ref: str | uuid.UUID | None,
+        mapping: Mapping[str, str],
+        consent_text: str | None,
+        actor: str | None,
+    ) -> ContactImport:
+        """Check what can be checked before anything is written (the list,
+        the mapping, the header and the first row) and add the import row."""
+        list_id: uuid.UUID | None = None
+        if list_ref is not None:
+            contact_list = await import_repository.find_list(session, workspace_id, list_ref)
+            if contact_list is None:
+                raise ListNotFound(list_ref)
+            list_id = contact_list.id
+        fields = await import_repository.fields(session, workspace_id)
+        try:
+            check_mapping(mapping, fields)
+            detected = await asyncio.to_thread(
+                self._look, source, filename, format, fields, mapping
+            )
+        except ImportFileError as exc:
+            raise InvalidImportFile(f"{filename or 'file'}: {exc}") from None
+        contact_import = ContactImport(
+            id=uuid7(),
+            workspace_id=workspace_id,
+            status="queued",
+            format=detected.format,
+            mode=mode,
+            list_id=list_id,
+            mapping=dict(mapping),
+            filename=(filename or None) and filename[:255],
+            consent_text=consent_text,
+            actor=actor,
+            encoding=detected.encoding,
+            delimiter=detected.delimiter,
+            compression=detected.compression,
+            chunk_rows=DEFAULT_CHUNK_ROWS,
+        )
+        import_repository.add(session, contact_import)
+        await session.flush()
+        # Server defaults (timestamps, counters) are read back now, not lazily.
+        await session.refresh(contact_import)
+        return contact_import
+
+    @staticmethod
+    def _look(
+        source: IO[bytes],
+        filename: str | None,
+        format: ImportFormat | None,
+        fields: Mapping[str, Any],
+        mapping: Mapping[str, str],
+    ) -> Detected:
+        """A quick look at the first 64 KiB: header and first row."""
+        detected = detect(source, filename=filename, format=format, full=False)
+        text = open_text(source, detected)
+        try:
+            reader = RowReader(fields, mapping, chunk_rows=1)
+            first = next(reader.read(text, detected), None)
+            if first is not None and first.fatal:
+                raise ImportFileError(first.fatal)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"the file is not valid {exc.encoding}: {exc.reason}") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                text.detach()
+            source.seek(0)
+        return detected
+
+    async def start_upload(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        *,
+        upload: IO[bytes],
+        filename: str | None,
+        format: ImportFormat | None = None,
+        mode: ImportMode = "upsert",
+        list_id: uuid.UUID | None = None,
+        mapping: Mapping[str, str] | None = None,
+        consent_text: str | None = None,
+        actor: str | None = None,
+    ) -> ContactImport:
+        """Store the uploaded file in the database and queue the job that
+        imports it; a worker on any machine can run it."""
+        contact_import = await self._prepare(
+            session,
+            workspace_id,
+            source=upload,
+            filename=filename,
+            format=format,
+            mode=mode,
+            list_ref=list_id,
+            mapping=mapping or {},
+            consent_text=consent_text,
+            actor=actor,
+        )
+        contact_import.bytes_total = await import_repository.store_upload(
+            session, contact_import, upload
+        )
+        contact_import.job_id = await enqueue(
+            session,
+            JOB_KIND,
+            {"import_id": str(contact_import.id)},
+            workspace_id=workspace_id,
+            unique_key=f"{JOB_KIND}:{contact_import.id}",
+        )
+        contact_import.updated_at = utcnow()
+        await session.flush()
+        return contact_import
+
+    async def start_local(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        *,
+        source: IO[bytes],
+        filename: str | None,
+        format: ImportFormat | None = None,
+        mode: ImportMode = "upsert",
+        list_ref: str | None = None,
+        mapping: Mapping[str, str] | None = None,
+        consent_text: str | None = None,
+        actor: str | None = "cli",
+    ) -> ContactImport:
+        """An import the caller runs in-process from its own file (the CLI):
+        the file is not copied into the database."""
+        return await self._prepare(
+            session,
+            workspace_id,
+            source=source,
+            filename=filename,
+            format=format,
+            mode=mode,
+            list_ref=list_ref,
+            mapping=mapping or {},
+            consent_text=consent_text,
+            actor=actor,
+        )
+
+    # --- reading
+
+    async def get_import(
+        self, session: AsyncSession, workspace_id: uuid.UUID, import_id: uuid.UUID
+    ) -> ContactImport:
+        found = await import_repository.get(session, workspace_id, import_id)
+        if found is None:
+            raise ImportNotFound(import_id)
+        return found
+
+    async def list_imports(
+        self, session: AsyncSession, workspace_id: uuid.UUID, page: PageParams
+    ) -> tuple[list[ContactImport], str | None]:
+        before: uuid.UUID | None = None
+        cursor = page.cursor
+        if cursor is not None:
+            try:
+                before = uuid.UUID(str(cursor.get("id")))
+            except ValueError:
+                raise InvalidInput(
+                    "cursor: not a cursor this list issued; pass back `next_cursor` unchanged.",
+                    code="invalid_cursor",
+                ) from None
+        rows = list(
+            await import_repository.page(session, workspace_id, before=before, limit=page.limit + 1)
+        )
+        next_cursor = None
+        if len(rows) > page.limit:
+            rows = rows[: page.limit]
+            next_cursor = encode_cursor({"id": str(rows[-1].id)})
+        return rows, next_cursor
+
+    # --- cancelling
+
+    async def cancel_import(
+        self, session: AsyncSession, workspace_id: uuid.UUID, import_id: uuid.UUID
+    ) -> ContactImport:
+        """A queued import never starts; a running one stops before its next
+        chunk (chunks already committed stay)."""
+        contact_import = await self.get_import(session, workspace_id, import_id)
+        locked = await import_repository.lock(session, contact_import.id) or contact_import
+        if locked.status in FINISHED:
+            raise ImportFinished(locked.id, locked.status)
+        locked.status = "cancelled"
+        locked.finished_at = utcnow()
+        locked.updated_at = utcnow()
+        await session.flush()
+        return locked
+
+    # --- running
+
+    async def download_upload(
+        self, session: AsyncSession, import_id: uuid.UUID, into: IO[bytes]
+    ) -> int:
+        written = await import_repository.read_upload(session, import_id, into)
+        into.seek(0)
+        return written
+
+    async def run_import(
+        self,
+        session: AsyncSession,
+        import_id: uuid.UUID,
+        source: IO[bytes],
+        *,
+        commit: Commit,
+        progress: Progress | None = None,
+    ) -> ContactImport | None:
+        """Run (or resume) the import over `source`. Commits after each chunk
+        through `commit`; the final state is left for the caller's commit."""
+        contact_import = await import_repository.lock(session, import_id)
+        if contact_import is None or contact_import.status in FINISHED:
+            return contact_import
+        contact_import.status = "running"
+        contact_import.started_at = contact_import.started_at or utcnow()
+        contact_import.updated_at = utcnow()
+        await commit()
+
+        workspace_id = contact_import.workspace_id
+        fields = await import_repository.fields(session, workspace_id)
+        try:
+            detected = await asyncio.to_thread(
+                detect,
+                source,
+                filename=contact_import.filename,
+                format=contact_import.format,  # type: ignore[arg-type]
+            )
+        except ImportFileError as exc:
+            return await self._fail(session, contact_import, 0, str(exc))
+        contact_import.encoding = detected.encoding
+        contact_import.delimiter = detected.delimiter
+        contact_import.compression = detected.compression
+        if detected.lines is not None and not contact_import.rows_total:
+            header = 1 if detected.format == "csv" else 0
+            contact_import.rows_total = max(detected.lines - header, 0)
+        await commit()
+
+        hash_key = subkey(HASH_PURPOSE) if await any_erased(session, workspace_id) else None
+        switch_interval = sys.getswitchinterval()
+        # The parser thread is pure Python and holds the GIL; the event loop
+        # needs it for every round trip of the merge. With the default 5 ms
+        # switch interval each round trip waits for it (~20% of an import's
+        # time); 0.5 ms keeps the connection busy. Restored afterwards.
+        sys.setswitchinterval(min(switch_interval, PARSE_SWITCH_INTERVAL))
+        reader = RowReader(fields, contact_import.mapping, contact_import.chunk_rows, hash_key)
+        text = open_text(source, detected)
+        chunks = reader.read(text, detected)
+        defaults = {k: f.default for k, f in fields.items() if f.default is not None}
+        pending: asyncio.Future[Chunk | ImportFileError | None] | None = asyncio.ensure_future(
+            asyncio.to_thread(_next, chunks)
+        )
+        try:
+            while pending is not None:
+                item = await pending
+                pending = None
+                if item is None:
+                    break
+                if isinstance(item, ImportFileError):
+                    return await self._fail(session, contact_import, 0, str(item))
+                if item.fatal is None:
+                    # Read the next chunk while this one is merged.
+                    pending = asyncio.ensure_future(asyncio.to_thread(_next, chunks))
+                if item.last_row <= contact_import.rows_done and item.fatal is None:
+                    continue  # committed by an earlier run
+                options = MergeOptions(
+                    workspace_id=workspace_id,
+                    import_id=contact_import.id,
+                    mode=contact_import.mode,
+                    list_id=contact_import.list_id,
+                    actor=contact_import.actor,
+                    consent_text=contact_import.consent_text,
+                    fields=reader.stage_fields,
+                    defaults=defaults,
+                )
+                applied = await self._apply(session, contact_import, item, options)
+                if applied is None:
+                    return contact_import  # cancelled, or another runner is ahead
+                contact_import = applied
+                if item.fatal is not None:
+                    return await self._fail(session, contact_import, item.last_row + 1, item.fatal)
+                await commit()
+                if progress is not None:
+                    progress(contact_import)
+        finally:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
+            chunks.close()
+            text.close()
+            sys.setswitchinterval(switch_interval)
+        contact_import.status = "completed"
+        contact_import.rows_total = contact_import.rows_done
+        contact_import.finished_at = utcnow()
+        contact_import.updated_at = utcnow()
+        await session.flush()
+        if progress is not None:
+            progress(contact_import)
+        return contact_import
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        contact_import: ContactImport,
+        chunk: Chunk,
+        options: MergeOptions,
+    ) -> ContactImport | None:
+        locked = await import_repository.lock(session, contact_import.id)
+        if locked is None or locked.status != "running":
+            return None
+        if locked.rows_done >= chunk.last_row and chunk.fatal is None:
+            return locked
+        if locked.rows_done != chunk.first_row - 1:
+            # Another runner took over and is elsewhere in the file.
+            return None
+        rows = chunk.rows
+        errors = chunk.errors
+        if chunk.hashes:
+            erased = await erased_among(session, locked.workspace_id, chunk.hashes)
+            if erased:
+                keep = []
+                for row, address_hash in zip(rows, chunk.hashes, strict=True):
+                    if address_hash in erased:
+                        errors.append(RowError(row[0], "email", ERASED_MESSAGE, row[1]))
+                    else:
+                        keep.append(row)
+                rows = keep
+                errors.sort(key=lambda e: e.row)
+                chunk.copy_data = None
+        counts: MergeCounts = await merge_chunk(
+            session, options, rows, chunk.copy_data or copy_text(rows)
+        )
+        await copy_errors(session, locked.workspace_id, locked.id, errors)
+        locked.rows_done = chunk.last_row
+        locked.created += counts.created
+        locked.updated += counts.updated
+        locked.unchanged += counts.unchanged
+        locked.skipped += counts.skipped
+        locked.subscribed += counts.subscribed
+        locked.rejected += len(errors)
+        locked.updated_at = utcnow()
+        await session.flush()
+        return locked
+
+    async def _fail(
+        self, session: AsyncSession, contact_import: ContactImport, row: int, message: str
+    ) -> ContactImport:
+        locked = await import_repository.lock(session, contact_import.id) or contact_import
+        locked.status = "failed"
+        locked.error = message
+        locked.finished_at = utcnow()
+        locked.updated_at = utcnow()
+        await import_repository.add_error(session, locked, row, None, message)
+        await session.flush()
+        return locked
+
+
+def summary(contact_import: ContactImport) -> str:
+    """`CSV, utf-8, comma-separated`: how the file was read."""
+    if contact_import.encoding is None:
+        return contact_import.format.upper()
+    return describe(
+        Detected(
+            contact_import.format,  # type: ignore[arg-type]
+            contact_import.compression,
+            contact_import.encoding,
+            contact_import.delimiter,
+            None,
+        )
+    )
+
+
+import_service = ImportService()
