@@ -3,7 +3,10 @@ pointing at it, a clean schema per test, and an HTTP client on the real app."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,8 +26,14 @@ pytest_plugins = ["tests.fixtures.actors", "tests.fixtures.cli", "tests.fixtures
 
 
 @pytest.fixture(scope="session")
-def database_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return admin_url(Path(tmp_path_factory.mktemp("pg")))
+def database_admin_url() -> str:
+    # Not under pytest's basetemp: another pytest run on the machine prunes old
+    # basetemps, which would delete the running embedded server's data.
+    root = Path(tempfile.mkdtemp(prefix="sendstream-test-pg-"))
+    # Registered before the server starts, so it runs after the server's own
+    # exit hook has stopped it (atexit runs last-registered first).
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return admin_url(root)
 
 
 @pytest.fixture(scope="session")
