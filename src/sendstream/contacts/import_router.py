@@ -19,6 +19,7 @@ from sendstream.contacts.imports import import_service, parse_mapping, summary
 from sendstream.core.http import UnitOfWorkRoute, allow_large_body, get_session
 from sendstream.core.pagination import Page, PageQuery
 from sendstream.core.settings import get_settings
+from sendstream.core.types import NO_NUL
 from sendstream.models.contact_import import ContactImport
 from sendstream.workspaces.auth import Principal, require_scope
 
@@ -125,7 +126,11 @@ async def start_import(
     ] = None,
     consent_text: Annotated[
         str | SkipJsonSchema[None],
-        Form(max_length=10_000, description="The words the people agreed to (consent records)."),
+        Form(
+            max_length=10_000,
+            pattern=NO_NUL,
+            description="The words the people agreed to (consent records).",
+        ),
     ] = None,
     format: Annotated[
         Literal["auto", "csv", "jsonl"],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import uuid
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -28,8 +27,10 @@ from sendstream.contacts.lists import (
     subscription_service,
 )
 from sendstream.contacts.optin import confirmation_prompt
+from sendstream.contacts.schemas import ConsentInput
 from sendstream.core.http import PROBLEM_JSON, UnitOfWorkRoute, client_ip, get_session
 from sendstream.core.pagination import Page, PageQuery
+from sendstream.core.types import NO_CONTROL_CHARS, NO_NUL
 from sendstream.models.consent import ConsentRecord
 from sendstream.models.contact_list import Subscription
 from sendstream.workspaces.auth import Principal, require_scope
@@ -37,9 +38,6 @@ from sendstream.workspaces.auth import Principal, require_scope
 router = APIRouter(route_class=UnitOfWorkRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
 
-# One line of printable text (PostgreSQL text cannot hold NUL at all).
-NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
-NO_NUL = r"^[^\x00]*$"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARS)]
 Description = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
 Visibility = Literal["public", "private"]
@@ -157,21 +155,6 @@ class SubscriptionRead(BaseModel):
 
 class SubscriptionPage(Page[SubscriptionRead]):
     pass
-
-
-class ConsentInput(_Input):
-    text: Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)] | None = Field(
-        default=None, description="The words the person agreed to, as shown to them."
-    )
-    ip: IPv4Address | IPv6Address | None = Field(
-        default=None, description="The person's IP address when they agreed."
-    )
-    user_agent: (
-        Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL_CHARS)] | None
-    ) = None
-    source: Literal["api", "form"] = Field(
-        default="api", description="`form`: the person used a form on your site."
-    )
 
 
 class SubscriptionSet(_Input):

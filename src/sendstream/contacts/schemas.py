@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +20,7 @@ from pydantic import (
 from sendstream.contacts.consent import ConsentSource
 from sendstream.contacts.values import FieldType
 from sendstream.core.pagination import Page
-from sendstream.core.types import NO_CONTROL_CHARS, Line
+from sendstream.core.types import NO_CONTROL_CHARS, NO_NUL, Line
 
 ContactStatus = Literal["active", "unsubscribed", "bounced", "complained"]
 # Bounce and complaint handling set the other two states, never an API call.
@@ -60,14 +61,18 @@ class _Output(BaseModel):
 class ConsentInput(_Input):
     """How the person gave (or withdrew) consent; kept on the consent record."""
 
-    source: Literal["api", "form", "crm_sync", "admin"] = "api"
-    text: str | None = Field(
-        default=None, max_length=10_000, description="The words the person agreed to."
+    source: Literal["api", "form", "crm_sync", "admin"] = Field(
+        default="api", description="`form`: the person used a form on your site."
     )
-    ip: str | None = Field(
-        default=None, max_length=45, description="The person's address, when they acted."
+    text: Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)] | None = Field(
+        default=None, description="The words the person agreed to, as shown to them."
     )
-    user_agent: str | None = Field(default=None, max_length=1000)
+    ip: IPv4Address | IPv6Address | None = Field(
+        default=None, description="The person's IP address when they acted."
+    )
+    user_agent: (
+        Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL_CHARS)] | None
+    ) = None
     explicit_opt_in: bool = Field(
         default=False,
         description="The person opted in again themselves. Required to bring back an address "

@@ -776,7 +776,7 @@ def _with_consent(context: ConsentContext, data: ContactUpsert) -> ConsentContex
     return replace(
         context,
         source=consent.source,
-        ip=consent.ip,
+        ip=str(consent.ip) if consent.ip is not None else None,
         user_agent=consent.user_agent,
         text=consent.text,
     )

@@ -11,6 +11,8 @@ from pydantic import AwareDatetime, BeforeValidator, StringConstraints
 # hold NUL at all, so refusing control characters here keeps that a 422.
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 Line = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS)]
+# Free text may span lines, but PostgreSQL text cannot hold NUL.
+NO_NUL = r"^[^\x00]*$"
 
 
 def _iso_8601_only(value: Any) -> Any:
