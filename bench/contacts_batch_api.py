@@ -8,6 +8,10 @@ every contact is in: first as new contacts (create path), then again with one
 field changed on every contact (update path). Every request must answer 200
 with no rejected item, or the run fails.
 
+Besides the rates it reports the CPU time the server processes and the
+database's backends spent per 1,000-contact request in each phase (read from
+/proc, Linux only): on a shared machine those move much less than the rates.
+
 The last line printed is one flat JSON object.
 """
 
@@ -31,6 +35,32 @@ from support import ROOT, drop_database, fresh_database, log, server_admin_url, 
 
 BATCH = 1000
 GOAL_CONTACTS_PER_S = 10_000
+DATABASE = "ss_bench_contacts_api"
+
+
+def cpu_seconds(pids: set[int], cmdline_holds: str | None = None) -> float:
+    """CPU time (user + system) of the processes in `pids` plus those whose
+    command line holds `cmdline_holds` (PostgreSQL backends show their
+    database there); 0 where /proc is missing."""
+    ticks = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(entry.name) not in pids:
+                if cmdline_holds is None:
+                    continue
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if cmdline_holds not in cmdline:
+                    continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -131,7 +161,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
         admin, server = server_admin_url(Path(tmp))
-        url = fresh_database(admin, "ss_bench_contacts_api")
+        url = fresh_database(admin, DATABASE)
         env = {
             **os.environ,
             "SENDSTREAM_DATABASE_URL": sqlalchemy_url(url),
@@ -161,13 +191,30 @@ def main() -> None:
                 if answer.status_code != 201:
                     raise RuntimeError(f"declaring {field}: {answer.text}")
             log(f"server: {server}; {total} contacts, {args.clients} clients x {args.servers}")
-            create_s = asyncio.run(phase(urls, key, total, args.clients, "free", "created"))
-            log(f"create: {total / create_s:.0f} contacts/s")
-            update_s = asyncio.run(phase(urls, key, total, args.clients, "pro", "updated"))
-            log(f"update: {total / update_s:.0f} contacts/s")
+            pids = {p.pid for p in procs}
+            cpu: dict[str, float] = {}
+
+            def measured(name: str, plan: str, want: str) -> float:
+                servers_before = cpu_seconds(pids)
+                database_before = cpu_seconds(set(), DATABASE)
+                seconds = asyncio.run(phase(urls, key, total, args.clients, plan, want))
+                batches = total / BATCH
+                servers_cpu = cpu_seconds(pids) - servers_before
+                database_cpu = cpu_seconds(set(), DATABASE) - database_before
+                cpu[f"{name}_server_cpu_ms_per_request"] = round(servers_cpu / batches * 1000, 1)
+                cpu[f"{name}_postgres_cpu_ms_per_request"] = round(database_cpu / batches * 1000, 1)
+                log(
+                    f"{name}: {total / seconds:.0f} contacts/s; CPU per request: servers "
+                    f"{servers_cpu / batches * 1000:.0f} ms, PostgreSQL "
+                    f"{database_cpu / batches * 1000:.0f} ms"
+                )
+                return seconds
+
+            create_s = measured("create", "free", "created")
+            update_s = measured("update", "pro", "updated")
         finally:
             stop(procs)
-            drop_database(admin, "ss_bench_contacts_api")
+            drop_database(admin, DATABASE)
 
     create_rate, update_rate = total / create_s, total / update_s
     result = {
@@ -180,6 +227,7 @@ def main() -> None:
         "goal_contacts_per_s": GOAL_CONTACTS_PER_S,
         "ratio_create_vs_goal": round(create_rate / GOAL_CONTACTS_PER_S, 3),
         "ratio_update_vs_goal": round(update_rate / GOAL_CONTACTS_PER_S, 3),
+        **cpu,
         "server": server,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

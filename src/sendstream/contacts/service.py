@@ -5,7 +5,8 @@ Every write (one contact, an upsert, a batch of up to 1,000) goes through
 order, inserts new ones with `ON CONFLICT DO NOTHING` (a key taken meanwhile
 by a concurrent writer turns the item into an update, so two clients upserting
 one address at the same moment end with one contact), writes changed rows in
-one executemany, and emits one event per created or changed contact. An item
+one statement, and emits one event per created or changed contact (a batch's
+events go to the outbox as one statement). An item
 that changes nothing is `unchanged` and emits nothing. A rejected item leaves
 no trace; the others still apply.
 """
@@ -25,12 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.addresses import Address, InvalidAddress, normalize_address
-from sendstream.contacts.consent import (
-    ConsentContext,
-    consent_row,
-    record_consent,
-    record_consents,
-)
+from sendstream.contacts.consent import ConsentContext, consent_row, record_consent
 from sendstream.contacts.errors import (
     ContactErased,
     ContactExists,
@@ -80,13 +76,45 @@ class _Item:
     contact_id: uuid.UUID | None = None
     error: SendstreamError | None = None
     outcome: str | None = None
-    read: ContactRead | None = None
+    # The contact after the write, as `ContactRead` fields (external_ids
+    # included only when the caller wants the contact back, see `_apply`).
+    values: dict[str, Any] | None = field(default=None, repr=False)
     existing: dict[str, Any] | None = field(default=None, repr=False)
 
 
+# An event the write path emits: (type, contact id, data).
+_Event = tuple[str, uuid.UUID, dict[str, Any]]
+# From this many events on, a write hands its events to the outbox as one
+# statement instead of one `emit()` each.
+_SET_BASED_EVENTS = 20
+_NO_ID = uuid.UUID(int=0)
+
+
+def _timestamp(value: datetime) -> str:
+    # What pydantic writes for a datetime in JSON mode: ISO 8601, `Z` for UTC.
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def contact_json(values: dict[str, Any]) -> dict[str, Any]:
-    """The contact as API responses and events show it."""
-    return ContactRead.model_validate(values).model_dump(mode="json")
+    """The contact as API responses and events show it: exactly
+    `ContactRead.model_validate(values).model_dump(mode="json")` (a test
+    holds the two together), built directly because a batch builds 1,000."""
+    return {
+        "id": str(values["id"]),
+        "email": values["email"],
+        "external_id": values["external_id"],
+        "external_ids": dict(values.get("external_ids") or {}),
+        "first_name": values["first_name"],
+        "last_name": values["last_name"],
+        "timezone": values["timezone"],
+        "locale": values["locale"],
+        "status": values["status"],
+        "attributes": values["attributes"],
+        "tags": list(values["tags"]),
+        "created_at": _timestamp(values["created_at"]),
+        "updated_at": _timestamp(values["updated_at"]),
+    }
 
 
 def _row(contact: Contact) -> dict[str, Any]:
@@ -313,6 +341,7 @@ class ContactService:
             match=batch.match,
             mode="upsert",
             rejected=rejected,
+            reads=False,
         )
         results = [
             BatchResult(
@@ -362,7 +391,12 @@ class ContactService:
         mode: Mode,
         ids: Sequence[uuid.UUID] | None = None,
         rejected: dict[int, SendstreamError] | None = None,
+        reads: bool = True,
     ) -> list[_Item]:
+        """Apply the items; each ends with an `outcome` or an `error`. With
+        `reads` false (batches: the answer holds no contacts) an item's
+        `values` lack the external ids it was not given, which saves their
+        lookup."""
         fields = {f.key: f for f in await field_repository.all(session, workspace_id)}
         items = [
             _Item(index=i, data=d, context=_with_consent(c, d))
@@ -408,18 +442,22 @@ class ContactService:
                     item.address = Address(found["email"], found["email_key"])
                 updates.append(item)
 
-        await self._check_uniques(session, workspace_id, creates, updates)
+        # Matched by address, the locked rows are every contact holding one
+        # of the batch's addresses: no need to look the addresses up again.
+        known = existing if match == "email" else None
+        await self._check_uniques(session, workspace_id, creates, updates, known)
         await self._check_erased(session, workspace_id, [*creates, *updates])
         now = datetime.now(UTC)
+        events: list[_Event] = []
         raced = await self._insert(
-            session, workspace_id, [c for c in creates if c.error is None], fields, now
+            session, workspace_id, [c for c in creates if c.error is None], fields, events
         )
         if raced:
             # Created by a concurrent writer since we looked: update it instead.
-            again = await contact_repository.lock_by_keys(
+            again = await contact_repository.lock_rows_by_keys(
                 session, workspace_id, [i.address.key for i in raced if i.address]
             )
-            by_key = {c.email_key: _row(c) for c in again}
+            by_key = {c["email_key"]: c for c in again}
             for item in raced:
                 found = by_key.get(item.address.key) if item.address else None
                 if found is None:
@@ -434,7 +472,15 @@ class ContactService:
                     item.existing = found
                     item.address = Address(found["email"], found["email_key"])
                     updates.append(item)
-        await self._update(session, workspace_id, [u for u in updates if u.error is None], now)
+        await self._update(
+            session,
+            workspace_id,
+            [u for u in updates if u.error is None],
+            now,
+            events,
+            reads=reads,
+        )
+        await _emit_all(session, workspace_id, events)
         await self._subscribe(session, workspace_id, [i for i in items if i.error is None])
         return items
 
@@ -471,11 +517,11 @@ class ContactService:
     ) -> dict[Any, dict[str, Any]]:
         wanted = set(keys)
         if match == "email":
-            rows = await contact_repository.lock_by_keys(session, workspace_id, wanted)
-            return {c.email_key: _row(c) for c in rows}
+            rows = await contact_repository.lock_rows_by_keys(session, workspace_id, wanted)
+            return {c["email_key"]: c for c in rows}
         if match == "external_id":
-            rows = await contact_repository.lock_by_external_ids(session, workspace_id, wanted)
-            return {c.external_id: _row(c) for c in rows}
+            rows = await contact_repository.lock_rows_by_external_ids(session, workspace_id, wanted)
+            return {c["external_id"]: c for c in rows}
         found: dict[Any, dict[str, Any]] = {}
         for contact_id in sorted(wanted):
             contact = await contact_repository.find(session, workspace_id, contact_id, lock=True)
@@ -501,10 +547,12 @@ class ContactService:
         workspace_id: uuid.UUID,
         creates: list[_Item],
         updates: list[_Item],
+        known: dict[Any, dict[str, Any]] | None,
     ) -> None:
         """Refuse items that would take an address, external id or connected-
         system id another contact holds (in the database or earlier in the
-        batch)."""
+        batch). `known`: the locked contacts by address, when they are all
+        the contacts that hold one of the items' addresses."""
         writing = [i for i in (*creates, *updates) if i.error is None]
         keys = {i.address.key for i in writing if i.address}
         externals = {i.data.external_id for i in writing if i.data.external_id}
@@ -514,7 +562,10 @@ class ContactService:
             for system, value in (i.data.external_ids or {}).items()
             if value is not None
         }
-        key_owner = await contact_repository.owners_of_keys(session, workspace_id, keys)
+        if known is not None:
+            key_owner = {key: known[key]["id"] for key in keys if key in known}
+        else:
+            key_owner = await contact_repository.owners_of_keys(session, workspace_id, keys)
         ext_owner = await contact_repository.owners_of_external_ids(
             session, workspace_id, externals
         )
@@ -590,12 +641,13 @@ class ContactService:
         workspace_id: uuid.UUID,
         items: list[_Item],
         fields: dict[str, Field],
-        now: datetime,
+        events: list[_Event],
     ) -> list[_Item]:
         """Insert new contacts; return the items whose address a concurrent
         writer took first."""
         defaults = {k: f.default for k, f in fields.items() if f.default is not None}
         rows: list[dict[str, Any]] = []
+        consents: dict[int, dict[str, Any]] = {}
         for item in items:
             address = _present(item.address)
             data = item.data
@@ -609,15 +661,23 @@ class ContactService:
                     "workspace_id": workspace_id,
                     "email": address.email,
                     "email_key": address.key,
-                    **{name: getattr(data, name) for name in _SIMPLE},
+                    "external_id": data.external_id,
+                    "first_name": data.first_name,
+                    "last_name": data.last_name,
+                    "timezone": data.timezone,
+                    "locale": data.locale,
                     "status": data.status or "active",
                     "attributes": attributes,
                     "tags": _tags(data.tags) or [],
                 }
             )
-        inserted = await contact_repository.insert_new(session, rows)
+            # Items share their request's context unless they carry their own.
+            context = consents.get(id(item.context))
+            if context is None:
+                context = consents[id(item.context)] = _consent_fields(item.context)
+            rows[-1].update(context)
+        inserted = await contact_repository.insert_rows(session, workspace_id, rows)
         raced: list[_Item] = []
-        consents: list[dict[str, object]] = []
         for item, row in zip(items, rows, strict=True):
             got = inserted.get(row["email_key"])
             if got is None:
@@ -632,34 +692,34 @@ class ContactService:
                 await contact_repository.set_external_ids(
                     session, workspace_id, got[0], dict(external_ids)
                 )
-            item.read = ContactRead.model_validate({**row, "external_ids": external_ids})
-            consents.append(
-                consent_row(
-                    workspace_id=workspace_id,
-                    contact_id=got[0],
-                    list_id=None,
-                    status=row["status"],
-                    previous_status=None,
-                    context=item.context,
+            row["external_ids"] = external_ids
+            item.values = row
+            events.append(
+                (
+                    "contact.created",
+                    got[0],
+                    {"contact": contact_json(row), "source": item.context.source},
                 )
             )
-            outbox.emit(
-                session,
-                workspace_id,
-                "contact.created",
-                {"contact": item.read.model_dump(mode="json"), "source": item.context.source},
-                subject_type="contact",
-                subject_id=got[0],
-            )
-        await record_consents(session, consents)
         return raced
 
     async def _update(
-        self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item], now: datetime
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        items: list[_Item],
+        now: datetime,
+        events: list[_Event],
+        *,
+        reads: bool,
     ) -> None:
         writes: list[dict[str, Any]] = []
+        # Only items that change external ids need the old ones, unless the
+        # caller wants the contacts back.
         external = await contact_repository.external_ids(
-            session, workspace_id, [i.existing["id"] for i in items if i.existing]
+            session,
+            workspace_id,
+            [i.existing["id"] for i in items if i.existing and (reads or i.data.external_ids)],
         )
         for item in items:
             old = _present(item.existing)
@@ -683,34 +743,41 @@ class ContactService:
                 )
             if not changes:
                 item.outcome = "unchanged"
-                item.read = ContactRead.model_validate({**old, "external_ids": ext_old})
+                item.values = {**old, "external_ids": ext_old}
                 continue
             item.outcome = "updated"
             writes.append(
                 {"id": old["id"], **{c: new[c] for c in (*MUTABLE_COLUMNS, "updated_at")}}
             )
-            item.read = ContactRead.model_validate({**new, "external_ids": ext_new})
-            outbox.emit(
-                session,
-                workspace_id,
-                "contact.updated",
-                {
-                    "id": old["id"],
-                    "email": new["email"],
-                    "changes": changes,
-                    "source": item.context.source,
-                },
-                subject_type="contact",
-                subject_id=old["id"],
+            item.values = {**new, "external_ids": ext_new}
+            events.append(
+                (
+                    "contact.updated",
+                    old["id"],
+                    {
+                        "id": old["id"],
+                        "email": new["email"],
+                        "changes": changes,
+                        "source": item.context.source,
+                    },
+                )
             )
             if "status" in changes:
-                self._status_changed(session, workspace_id, item, old["status"], new["status"])
-        await contact_repository.write_changes(session, writes)
+                self._status_changed(
+                    session, workspace_id, item, old["status"], new["status"], events
+                )
+        await contact_repository.update_rows(session, workspace_id, writes)
 
     def _status_changed(
-        self, session: AsyncSession, workspace_id: uuid.UUID, item: _Item, old: str, new: str
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        item: _Item,
+        old: str,
+        new: str,
+        events: list[_Event],
     ) -> None:
-        contact_id, read = _present(item.contact_id), _present(item.read)
+        contact_id, values = _present(item.contact_id), _present(item.values)
         record_consent(
             session,
             workspace_id=workspace_id,
@@ -720,19 +787,18 @@ class ContactService:
             previous_status=old,
             context=item.context,
         )
-        outbox.emit(
-            session,
-            workspace_id,
-            "contact.unsubscribed" if new == "unsubscribed" else "contact.subscribed",
-            {
-                "id": contact_id,
-                "email": read.email,
-                "list_id": None,
-                "status": new,
-                "source": item.context.source,
-            },
-            subject_type="contact",
-            subject_id=contact_id,
+        events.append(
+            (
+                "contact.unsubscribed" if new == "unsubscribed" else "contact.subscribed",
+                contact_id,
+                {
+                    "id": contact_id,
+                    "email": values["email"],
+                    "list_id": None,
+                    "status": new,
+                    "source": item.context.source,
+                },
+            )
         )
 
     async def _subscribe(
@@ -769,6 +835,38 @@ def _identities(
     return found
 
 
+async def _emit_all(session: AsyncSession, workspace_id: uuid.UUID, events: list[_Event]) -> None:
+    """Hand the write's events to the outbox, in order. Many at once go in one
+    statement (positions taken now; the counter's row lock, which orders
+    commits, is held from here to commit), unless events emitted earlier in
+    this transaction still wait for the commit: they must keep lower
+    positions."""
+    if len(events) >= _SET_BASED_EVENTS and outbox.pending_events(session) == 0:
+        await contact_repository.write_events(session, workspace_id, events)
+        return
+    for kind, contact_id, data in events:
+        outbox.emit(
+            session, workspace_id, kind, data, subject_type="contact", subject_id=contact_id
+        )
+
+
+def _consent_fields(context: ConsentContext) -> dict[str, Any]:
+    """The context columns of a consent record (`consent_row`'s), nulls left out."""
+    row = consent_row(
+        workspace_id=_NO_ID,
+        contact_id=_NO_ID,
+        list_id=None,
+        status="",
+        previous_status=None,
+        context=context,
+    )
+    return {
+        name: row[name]
+        for name in ("source", "actor", "ip", "user_agent", "consent_text")
+        if row[name] is not None
+    }
+
+
 def _with_consent(context: ConsentContext, data: ContactUpsert) -> ConsentContext:
     consent = data.consent
     if consent is None:
@@ -785,7 +883,7 @@ def _with_consent(context: ConsentContext, data: ContactUpsert) -> ConsentContex
 def _result_or_raise(item: _Item) -> ContactRead:
     if item.error is not None:
         raise item.error
-    return _present(item.read)
+    return ContactRead.model_validate(_present(item.values))
 
 
 @lru_cache(maxsize=1)
