@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +71,17 @@ def _print_banner(base: str, boot: Bootstrap, database: str) -> None:
     console.print()
 
 
+def _settle_heap() -> None:
+    """Move everything imported so far out of the garbage collector's sight
+    and let it run less often: a 1,000-contact batch request allocates tens
+    of thousands of short-lived objects, and with the default thresholds
+    about a quarter of the server's CPU went to collections that walk the
+    (immortal) modules, app and settings again and again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
     settings = get_settings()
     configure_logging()
@@ -96,6 +108,7 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        _settle_heap()
         tasks = [asyncio.create_task(server.serve(), name="http")]
         if all_in_one:
             tasks.append(

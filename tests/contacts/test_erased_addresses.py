@@ -7,7 +7,7 @@ import httpx
 from sqlalchemy import text
 
 from sendstream.contacts.addresses import normalize_address
-from sendstream.contacts.suppression import address_hash, suppress
+from sendstream.contacts.suppression import address_hash, address_hashes, suppress
 from sendstream.core.db import Database
 from tests.contacts.helpers import count
 from tests.fixtures.actors import Actor
@@ -76,3 +76,10 @@ class TestErasedAddresses:
             ).scalar_one()
         assert stored == address_hash("gone@example.com")
         assert "gone" not in stored
+
+
+class TestAddressHashes:
+    def test_bulk_hashes_equal_one_at_a_time_hashes(self) -> None:
+        keys = ["a@example.com", "b@example.com"]
+        assert address_hashes(keys) == [address_hash(k) for k in keys]
+        assert len(set(address_hashes(keys))) == 2

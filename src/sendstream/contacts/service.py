@@ -50,7 +50,7 @@ from sendstream.contacts.schemas import (
     ContactUpsert,
     TimelineEntry,
 )
-from sendstream.contacts.suppression import address_hash, erased_hashes, lift_erasure
+from sendstream.contacts.suppression import address_hashes, erased_hashes, lift_erasure
 from sendstream.contacts.values import check_value
 from sendstream.core import outbox
 from sendstream.core.errors import SendstreamError
@@ -613,13 +613,15 @@ class ContactService:
     async def _check_erased(
         self, session: AsyncSession, workspace_id: uuid.UUID, items: list[_Item]
     ) -> None:
-        new_addresses = {
-            i.index: address_hash(i.address.key)
+        arriving = [
+            (i.index, i.address.key)
             for i in items
             if i.error is None
             and i.address is not None
             and (i.existing is None or i.existing["email_key"] != i.address.key)
-        }
+        ]
+        hashes = address_hashes(key for _, key in arriving)
+        new_addresses = {index: digest for (index, _), digest in zip(arriving, hashes, strict=True)}
         erased = await erased_hashes(session, workspace_id, new_addresses.values())
         if not erased:
             return

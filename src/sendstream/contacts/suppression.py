@@ -9,15 +9,17 @@ which lifts the erasure (`lift_erasure`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Final
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, any_, delete, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.core.keys import keyed_hash
+from sendstream.core.keys import keyed_hash, subkey
 from sendstream.models.suppression import Suppression
 
 HASH_PURPOSE: Final = "address-hash"
@@ -26,6 +28,12 @@ HASH_PURPOSE: Final = "address-hash"
 def address_hash(email_key: str) -> str:
     """The stored stand-in for an address: HMAC-SHA256 of its matching key."""
     return keyed_hash(HASH_PURPOSE, email_key)
+
+
+def address_hashes(email_keys: Iterable[str]) -> list[str]:
+    """`address_hash` of each key, deriving the key once for the lot."""
+    key = subkey(HASH_PURPOSE)
+    return [hmac.new(key, k.encode(), hashlib.sha256).hexdigest() for k in email_keys]
 
 
 async def erased_hashes(
@@ -37,7 +45,7 @@ async def erased_hashes(
         select(Suppression.address_hash).where(
             Suppression.workspace_id == workspace_id,
             Suppression.reason == "erased",
-            Suppression.address_hash.in_(list(hashes)),
+            Suppression.address_hash == any_(literal(list(hashes), ARRAY(Text))),
         )
     )
     return set(result.all())
