@@ -1,7 +1,7 @@
 """Contact import throughput: a 1,000,000-row CSV into an empty workspace,
 then the same file with 10% of the rows changed (the update path).
 
-    .venv/bin/python bench/contacts_import.py [--rows 1000000] [--chunk-rows 20000]
+    .venv/bin/python bench/contacts_import.py [--rows 1000000] [--chunk-rows 20000] [--lanes 2]
 
 Creates a scratch database on the PostgreSQL service (BENCH_DATABASE_URL,
 default postgresql://postgres@127.0.0.1:5432/postgres), migrates it, and
@@ -94,7 +94,7 @@ def drop_database(admin: str, name: str) -> None:
         )
 
 
-async def run(url: str, first: Path, second: Path, chunk_rows: int) -> dict[str, Any]:
+async def run(url: str, first: Path, second: Path, chunk_rows: int, lanes: int) -> dict[str, Any]:
     import sendstream.models.all  # noqa: F401  (every table known to the ORM)
     from sendstream.contacts.imports import import_service
     from sendstream.core import migrate
@@ -138,7 +138,7 @@ async def run(url: str, first: Path, second: Path, chunk_rows: int) -> dict[str,
                 begun.chunk_rows = chunk_rows
             async with db.session() as session:
                 done = await import_service.run_import(
-                    session, begun.id, source, commit=session.commit
+                    session, begun.id, source, commit=session.commit, lanes=lanes
                 )
         assert done is not None
         return done, time.perf_counter() - started
@@ -169,6 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--lanes", type=int, default=2, help="connections merging chunks (1: one at a time)"
+    )
     args = parser.parse_args()
     name = f"sendstream_bench_import_{os.getpid()}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +182,7 @@ def main() -> None:
         log(f"file: {first.stat().st_size / 1e6:.0f} MB")
         url = fresh_database(SERVICE_URL, name)
         try:
-            result = asyncio.run(run(url, first, second, args.chunk_rows))
+            result = asyncio.run(run(url, first, second, args.chunk_rows, args.lanes))
         finally:
             drop_database(SERVICE_URL, name)
     first_done, second_done = result["first"], result["second"]
@@ -204,6 +207,7 @@ def main() -> None:
                 "rows_changed": changed,
                 "events_written": result["events"],
                 "chunk_rows": args.chunk_rows,
+                "lanes": args.lanes,
                 "server": result["server"],
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),

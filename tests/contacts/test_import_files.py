@@ -308,6 +308,73 @@ class TestRowProblems:
         assert set(await stored_contacts(db, admin_actor.workspace_id)) == {"stays@example.com"}
 
 
+class TestCellsTheFastPathsHandOn:
+    # Clean cells take short cuts (tags, dates, enum and boolean values,
+    # COPY formatting); these are the cells that must not.
+    async def test_messy_tag_cells_are_cleaned_or_refused_as_the_general_rule_says(
+        self, db: Database, admin_actor: Actor
+    ) -> None:
+        long_tag = "t" * 101
+        content = (
+            "email,tags\n"
+            "a@example.com, vip ;b;vip;;\n"  # 1
+            "b@example.com,x;y\n"  # 2
+            'c@example.com,"x,y"\n'  # 3
+            f"d@example.com,ok;{long_tag}\n"  # 4
+            "e@example.com,big spender;vip\n"  # 5
+        ).encode()
+
+        done = await import_bytes(db, admin_actor.workspace_id, content)
+
+        assert (done.created, done.rejected) == (3, 2)
+        found = await stored_contacts(db, admin_actor.workspace_id)
+        assert found["a@example.com"]["tags"] == ["vip", "b"]
+        assert found["b@example.com"]["tags"] == ["x", "y"]
+        assert found["e@example.com"]["tags"] == ["big spender", "vip"]
+        errors = await import_errors(db, done.id)
+        assert [(row, field) for row, field, _ in errors] == [(3, "tags"), (4, "tags")]
+
+    async def test_repeated_and_padded_values_parse_like_the_first_time(
+        self, db: Database, admin_actor: Actor, fields: None
+    ) -> None:
+        content = (
+            b"email,plan,vip,birthday\n"
+            b"a@example.com, pro ,YES,2000-01-01\n"  # 1
+            b"b@example.com,gold,yes, 2000-01-02 \n"  # 2
+            b"c@example.com,free,maybe,2000-01-03\n"  # 3
+            b"d@example.com, pro ,YES,2000-01-31\n"  # 4
+            b"e@example.com,free,no,2000-13-01\n"  # 5
+        )
+
+        done = await import_bytes(db, admin_actor.workspace_id, content)
+
+        assert (done.created, done.rejected) == (2, 3)
+        found = await stored_contacts(db, admin_actor.workspace_id)
+        assert found["a@example.com"]["attributes"] == {
+            "plan": "pro",
+            "vip": True,
+            "birthday": "2000-01-01",
+        }
+        assert found["d@example.com"]["attributes"]["plan"] == "pro"
+        errors = await import_errors(db, done.id)
+        assert [(row, field) for row, field, _ in errors] == [
+            (2, "plan"),
+            (3, "vip"),
+            (5, "birthday"),
+        ]
+
+    async def test_a_backslash_next_to_an_empty_cell_lands_as_written(
+        self, db: Database, admin_actor: Actor
+    ) -> None:
+        content = b"email,first_name,last_name\na@example.com,A\\B\\n,\n"
+
+        await import_bytes(db, admin_actor.workspace_id, content)
+
+        found = await stored_contacts(db, admin_actor.workspace_id)
+        assert found["a@example.com"]["first_name"] == "A\\B\\n"
+        assert found["a@example.com"]["last_name"] is None
+
+
 class TestModesAndMerging:
     async def test_reimporting_the_same_file_changes_nothing_and_emits_nothing(
         self, db: Database, admin_actor: Actor, fields: None

@@ -3,16 +3,23 @@ chunk, report on it.
 
 A run reads the file once to learn its encoding (and the rows to expect),
 then streams it: a thread checks the next chunk of rows (`imports_parse`)
-while the database merges the current one (`imports_merge`), so Python and
-PostgreSQL work at the same time and memory holds two chunks at most.
+while the database merges the current ones (`imports_merge`), so Python and
+PostgreSQL work at the same time and memory holds three chunks at most.
 
-Each chunk commits its merge, its events, its rejected rows and the
-progress counters together (`commit` is handed in by the edge: the job or
-the CLI). A run that dies resumes after the last committed chunk: chunk
+Chunks merge on two connections (the caller's session and a sibling on the
+same engine), alternately: chunk k+1 does its heavy part (staging, the
+contact upsert, building its events) while chunk k finishes. Each chunk
+commits its merge, its events, its rejected rows and the progress counters
+together, and chunks commit strictly in file order: a chunk locks the
+import row, writes its events (the event counter's row lock, held to the
+commit) and commits only after the chunk before it committed. So progress
+stays one committed row offset (`rows_done`), and event positions stay in
+commit order. A run that dies resumes after the last committed chunk: chunk
 boundaries are fixed by `chunk_rows`, the rows of committed chunks are read
 again only to remember their addresses (for duplicate detection), and the
 row lock plus the `rows_done` check make a second runner skip, never repeat,
-a chunk.
+a chunk (a chunk merged ahead by a runner that then finds it was overtaken
+is rolled back).
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ import contextlib
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from sendstream.contacts.errors import (
     ImportFinished,
@@ -41,6 +49,7 @@ from sendstream.contacts.imports_merge import (
     copy_errors,
     erased_among,
     merge_chunk,
+    write_staged_events,
 )
 from sendstream.contacts.imports_parse import (
     Chunk,
@@ -67,6 +76,9 @@ from sendstream.models.contact_import import ContactImport
 JOB_KIND: Final = "contacts.import"
 PARSE_SWITCH_INTERVAL: Final = 0.0005
 DEFAULT_CHUNK_ROWS: Final = 20_000
+# Connections a run merges chunks on: PostgreSQL runs one statement on one
+# core, and the merge is what bounds an import.
+LANES: Final = 2
 FINISHED: Final = frozenset({"completed", "failed", "cancelled"})
 ERASED_MESSAGE: Final = (
     "this address was erased at the person's request; only an explicit new opt-in "
@@ -102,7 +114,32 @@ def _next(chunks: Generator[Chunk, None, None]) -> Chunk | ImportFileError | Non
         return exc
     if chunk is not None:
         chunk.copy_data = copy_text(chunk.rows)
+        chunk.copied = len(chunk.rows)
+        if not chunk.hashes:
+            # Only the erasure check needs the rows again: the COPY text is
+            # a tenth of their size in memory.
+            chunk.rows = []
     return chunk
+
+
+def _sibling(session: AsyncSession) -> AsyncSession | None:
+    """A second session on the engine `session` uses (None when it is bound
+    to something else, such as one connection)."""
+    bind = session.bind
+    if not isinstance(bind, AsyncEngine):
+        return None
+    return AsyncSession(
+        bind=bind, sync_session_class=type(session.sync_session), expire_on_commit=False
+    )
+
+
+@dataclass
+class _Lane:
+    """A session that merges every other chunk, and its last chunk's task."""
+
+    session: AsyncSession
+    commit: Commit
+    task: asyncio.Task[ContactImport | None] | None = None
 
 
 class ImportService:
@@ -321,9 +358,12 @@ class ImportService:
         *,
         commit: Commit,
         progress: Progress | None = None,
+        lanes: int = LANES,
     ) -> ContactImport | None:
         """Run (or resume) the import over `source`. Commits after each chunk
-        through `commit`; the final state is left for the caller's commit."""
+        (through `commit` for `session`; a sibling session on the same
+        engine, which this opens, merges every other chunk and commits its
+        own); the final state is left for the caller's commit."""
         contact_import = await import_repository.lock(session, import_id)
         if contact_import is None or contact_import.status in FINISHED:
             return contact_import
@@ -350,6 +390,12 @@ class ImportService:
             header = 1 if detected.format == "csv" else 0
             contact_import.rows_total = max(detected.lines - header, 0)
         await commit()
+        # Read now: a chunk that fails on `session` rolls it back, which
+        # expires `contact_import` (its attributes would then load lazily).
+        done_before = contact_import.rows_done
+        mode, list_id = contact_import.mode, contact_import.list_id
+        actor, consent_text = contact_import.actor, contact_import.consent_text
+        defaults = {k: f.default for k, f in fields.items() if f.default is not None}
 
         hash_key = subkey(HASH_PURPOSE) if await any_erased(session, workspace_id) else None
         switch_interval = sys.getswitchinterval()
@@ -361,10 +407,18 @@ class ImportService:
         reader = RowReader(fields, contact_import.mapping, contact_import.chunk_rows, hash_key)
         text = open_text(source, detected)
         chunks = reader.read(text, detected)
-        defaults = {k: f.default for k, f in fields.items() if f.default is not None}
         pending: asyncio.Future[Chunk | ImportFileError | None] | None = asyncio.ensure_future(
             asyncio.to_thread(_next, chunks)
         )
+        sibling = _sibling(session) if lanes > 1 else None
+        pool = [_Lane(session, commit)]
+        if sibling is not None:
+            pool.append(_Lane(sibling, sibling.commit))
+        previous: asyncio.Task[ContactImport | None] | None = None
+        tasks: list[asyncio.Task[ContactImport | None]] = []
+        fatal: Chunk | None = None
+        stopped = False
+        merged = 0
         try:
             while pending is not None:
                 item = await pending
@@ -372,31 +426,51 @@ class ImportService:
                 if item is None:
                     break
                 if isinstance(item, ImportFileError):
-                    return await self._fail(session, contact_import, 0, str(item))
+                    if tasks and await self._drain(tasks) is None:
+                        return await import_repository.lock(session, import_id)
+                    found = await import_repository.lock(session, import_id)
+                    return await self._fail(session, found or contact_import, 0, str(item))
                 if item.fatal is None:
                     # Read the next chunk while this one is merged.
                     pending = asyncio.ensure_future(asyncio.to_thread(_next, chunks))
-                if item.last_row <= contact_import.rows_done and item.fatal is None:
+                if item.last_row <= done_before and item.fatal is None:
                     continue  # committed by an earlier run
+                # The custom fields are known once the header is read.
                 options = MergeOptions(
                     workspace_id=workspace_id,
-                    import_id=contact_import.id,
-                    mode=contact_import.mode,
-                    list_id=contact_import.list_id,
-                    actor=contact_import.actor,
-                    consent_text=contact_import.consent_text,
+                    import_id=import_id,
+                    mode=mode,
+                    list_id=list_id,
+                    actor=actor,
+                    consent_text=consent_text,
                     fields=reader.stage_fields,
                     defaults=defaults,
                 )
-                applied = await self._apply(session, contact_import, item, options)
-                if applied is None:
-                    return contact_import  # cancelled, or another runner is ahead
-                contact_import = applied
+                # A file error ends the file: its chunk's rows before the
+                # error commit with the failure, in the caller's commit.
+                lane = pool[0] if item.fatal is not None else pool[merged % len(pool)]
+                merged += 1
+                if lane.task is not None and await lane.task is None:
+                    stopped = True  # cancelled, or another runner is ahead
+                    break
+                previous = lane.task = asyncio.create_task(
+                    self._chunk(lane, item, options, previous, progress)
+                )
+                tasks.append(previous)
                 if item.fatal is not None:
-                    return await self._fail(session, contact_import, item.last_row + 1, item.fatal)
-                await commit()
-                if progress is not None:
-                    progress(contact_import)
+                    fatal = item
+                    break
+            last = await self._drain(tasks)
+            if stopped or (previous is not None and last is None):
+                return await import_repository.lock(session, import_id)
+        except BaseException as exc:
+            # No chunk is left running on a session: on an error the others
+            # end by themselves (a chunk whose predecessor failed rolls back).
+            if isinstance(exc, asyncio.CancelledError):
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             if pending is not None:
                 with contextlib.suppress(Exception):
@@ -404,47 +478,108 @@ class ImportService:
             chunks.close()
             text.close()
             sys.setswitchinterval(switch_interval)
-        contact_import.status = "completed"
-        contact_import.rows_total = contact_import.rows_done
-        contact_import.finished_at = utcnow()
-        contact_import.updated_at = utcnow()
+            if sibling is not None:
+                await sibling.close()
+        final = await import_repository.lock(session, import_id)
+        if final is None or final.status != "running":
+            return final
+        if fatal is not None:
+            return await self._fail(session, final, fatal.last_row + 1, fatal.fatal or "")
+        final.status = "completed"
+        final.rows_total = final.rows_done
+        final.finished_at = utcnow()
+        final.updated_at = utcnow()
         await session.flush()
         if progress is not None:
-            progress(contact_import)
-        return contact_import
+            progress(final)
+        return final
 
-    async def _apply(
+    @staticmethod
+    async def _drain(
+        tasks: list[asyncio.Task[ContactImport | None]],
+    ) -> ContactImport | None:
+        """Wait for every chunk in flight; the last one's import (None when
+        the run stopped). The first error, if any, is raised once all ended."""
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results[-1] if results else None  # type: ignore[return-value]
+
+    async def _chunk(
         self,
-        session: AsyncSession,
-        contact_import: ContactImport,
+        lane: _Lane,
         chunk: Chunk,
         options: MergeOptions,
+        previous: asyncio.Task[ContactImport | None] | None,
+        progress: Progress | None,
     ) -> ContactImport | None:
-        locked = await import_repository.lock(session, contact_import.id)
-        if locked is None or locked.status != "running":
+        """Merge `chunk` on `lane`, then, once the chunk before it committed,
+        finish and commit it (a file error's chunk is left to the caller's
+        commit). None when the run stops here."""
+        session = lane.session
+        try:
+            counts, errors = await self._merge(session, chunk, options)
+            if previous is not None and await previous is None:
+                await session.rollback()
+                return None
+            applied = await self._apply(session, options.import_id, chunk, counts, errors)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await session.rollback()
+            raise
+        if applied is None:
+            await session.rollback()
             return None
-        if locked.rows_done >= chunk.last_row and chunk.fatal is None:
-            return locked
-        if locked.rows_done != chunk.first_row - 1:
-            # Another runner took over and is elsewhere in the file.
-            return None
-        rows = chunk.rows
+        if chunk.fatal is None:
+            await lane.commit()
+            if progress is not None:
+                progress(applied)
+        return applied
+
+    async def _merge(
+        self, session: AsyncSession, chunk: Chunk, options: MergeOptions
+    ) -> tuple[MergeCounts, list[RowError]]:
+        """The heavy half of a chunk, before it takes any lock the chunk
+        before it holds: erased addresses out, rows merged, events staged."""
         errors = chunk.errors
+        copy_data = chunk.copy_data
+        count = chunk.copied
         if chunk.hashes:
-            erased = await erased_among(session, locked.workspace_id, chunk.hashes)
+            erased = await erased_among(session, options.workspace_id, chunk.hashes)
             if erased:
                 keep = []
-                for row, address_hash in zip(rows, chunk.hashes, strict=True):
+                for row, address_hash in zip(chunk.rows, chunk.hashes, strict=True):
                     if address_hash in erased:
                         errors.append(RowError(row[0], "email", ERASED_MESSAGE, row[1]))
                     else:
                         keep.append(row)
-                rows = keep
                 errors.sort(key=lambda e: e.row)
-                chunk.copy_data = None
-        counts: MergeCounts = await merge_chunk(
-            session, options, rows, chunk.copy_data or copy_text(rows)
-        )
+                copy_data = copy_text(keep)
+                count = len(keep)
+        if copy_data is None:
+            copy_data = copy_text(chunk.rows)
+            count = len(chunk.rows)
+        counts = await merge_chunk(session, options, count, copy_data)
+        return counts, errors
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        import_id: uuid.UUID,
+        chunk: Chunk,
+        counts: MergeCounts,
+        errors: list[RowError],
+    ) -> ContactImport | None:
+        """The short half, in file order: check this runner still owns the
+        next chunk, write the events and the rejected rows, count."""
+        locked = await import_repository.lock(session, import_id)
+        if locked is None or locked.status != "running":
+            return None
+        if locked.rows_done != chunk.first_row - 1:
+            # Another runner took over and is elsewhere in the file.
+            return None
+        await write_staged_events(session, locked.workspace_id, counts)
         await copy_errors(session, locked.workspace_id, locked.id, errors)
         locked.rows_done = chunk.last_row
         locked.created += counts.created

@@ -10,9 +10,13 @@ database in one transaction.
    a second temporary table as the event it causes.
 3. With a list: new subscriptions, their consent records (source `import`)
    and `contact.subscribed` events, set-based too.
-4. The events are written from that table by `outbox.write_events_from_select`
-   (positions allocated like every other event), the rejected rows are
-   COPYed into `contact_import_errors`.
+4. The events wait in a second temporary table (`contact_import_events`,
+   data and order settled) until `write_staged_events` writes them with
+   `outbox.write_events_from_select` (positions allocated like every other
+   event) as the last statement before the commit: two chunks can merge at
+   the same time on two connections, and only the short events insert waits
+   for the earlier chunk's commit (the event counter's row lock). The
+   rejected rows are COPYed into `contact_import_errors`.
 
 Semantics, matching the API: empty cells never overwrite (built-ins are
 `coalesce`d), attributes merge per key (`||`), tags are added to the
@@ -42,6 +46,7 @@ from sendstream.contacts.imports_parse import TAG_JOIN, FieldSpec, RowError
 from sendstream.core.outbox import write_events_from_select
 
 STAGE: Final = "contact_import_stage"
+EVENTS: Final = "contact_import_events"
 BUILTIN_COLUMNS: Final = (
     "row",
     "email",
@@ -92,6 +97,8 @@ class MergeCounts:
     unchanged: int = 0
     skipped: int = 0
     subscribed: int = 0
+    # Events staged for `write_staged_events`.
+    events: int = 0
 
 
 def _literal(value: str) -> str:
@@ -309,6 +316,47 @@ async def create_stage(session: AsyncSession, fields: Sequence[FieldSpec]) -> No
             f"tags text{customs}) ON COMMIT DROP"
         )
     )
+    # `n` numbers the events in the order they are staged (and will get
+    # their positions in).
+    await session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {EVENTS} (n bigint GENERATED ALWAYS AS IDENTITY, "
+            "type text, subject_type text, subject_id text, data jsonb) ON COMMIT DROP"
+        )
+    )
+
+
+async def _stage_events(
+    session: AsyncSession, ctes: str, select_sql: str, params: dict[str, Any]
+) -> dict[str, int]:
+    """Run the change in `ctes` and keep the events `select_sql` makes of
+    it in the events table; how many of each type."""
+    rows = await session.execute(
+        text(
+            f"WITH {ctes}, staged AS (INSERT INTO {EVENTS} (type, subject_type, subject_id, "
+            f"data) {select_sql} RETURNING type) SELECT type, count(*) FROM staged GROUP BY type"
+        ),
+        params,
+    )
+    return {str(kind): int(count) for kind, count in rows}
+
+
+async def write_staged_events(
+    session: AsyncSession, workspace_id: uuid.UUID, counts: MergeCounts
+) -> None:
+    """Write the events `merge_chunk` staged into the outbox, in their
+    staged order. The event counter's row lock is taken here and held until
+    the commit: call this last."""
+    if not counts.events:
+        return
+    # `n` runs 1..events: the identity of a table made in this transaction,
+    # filled by statements that all succeeded.
+    await write_events_from_select(
+        session,
+        workspace_id,
+        f"SELECT e.n, e.type, e.subject_type, e.subject_id, e.data FROM {EVENTS} AS e",
+        count=counts.events,
+    )
 
 
 async def copy_rows(session: AsyncSession, data: bytes, width: int) -> None:
@@ -366,11 +414,13 @@ async def any_erased(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
 async def merge_chunk(
     session: AsyncSession,
     options: MergeOptions,
-    rows: Sequence[tuple[Any, ...]],
+    rows: int,
     copy_data: bytes,
 ) -> MergeCounts:
-    """Apply `rows` (already checked; `copy_data` is them in COPY text
-    format) and write their events, in the session's transaction."""
+    """Apply `rows` checked rows (`copy_data`: them in COPY text format) in
+    the session's transaction and stage their events; `write_staged_events`
+    writes those later in the same transaction. Takes no lock another chunk
+    of the same import waits for."""
     counts = MergeCounts()
     if not rows:
         return counts
@@ -391,15 +441,14 @@ async def merge_chunk(
     if options.defaults and options.mode != "update_only":
         params["defaults"] = json.dumps(options.defaults)
     ctes, events = merge_sql(options)
-    written = await write_events_from_select(
-        session, options.workspace_id, events, params, ctes=ctes
-    )
+    written = await _stage_events(session, ctes, events, params)
+    counts.events = sum(written.values())
     counts.created = written.get("contact.created", 0)
     counts.updated = written.get("contact.updated", 0)
     if options.mode == "upsert":
-        counts.unchanged = len(rows) - counts.created - counts.updated
+        counts.unchanged = rows - counts.created - counts.updated
     elif options.mode == "create_only":
-        counts.skipped = len(rows) - counts.created
+        counts.skipped = rows - counts.created
     else:
         matched = (
             await session.execute(
@@ -408,12 +457,12 @@ async def merge_chunk(
             )
         ).scalar_one()
         counts.unchanged = int(matched) - counts.updated
-        counts.skipped = len(rows) - int(matched)
+        counts.skipped = rows - int(matched)
     if options.list_id is not None:
         ctes, events = subscribe_sql(options)
-        written = await write_events_from_select(
+        written = await _stage_events(
             session,
-            options.workspace_id,
+            ctes,
             events,
             {
                 "ws": options.workspace_id,
@@ -421,7 +470,7 @@ async def merge_chunk(
                 "actor": options.actor,
                 "consent_text": options.consent_text,
             },
-            ctes=ctes,
         )
         counts.subscribed = written.get("contact.subscribed", 0)
+        counts.events += sum(written.values())
     return counts

@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from math import isfinite
 from typing import IO, Any, Final, Literal
 from zoneinfo import available_timezones
@@ -55,11 +56,18 @@ _DELIMITERS: Final = (",", ";", "\t", "|")
 _DELIMITER_NAMES: Final = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _TAG_BAD: Final = re.compile(r"[\x00-\x1f\x7f,;]")
+# A tags cell none of whose tags needs stripping or is refused for a character.
+_TAG_PLAIN_BAD: Final = re.compile(r"[\x00-\x1f\x7f,\s]")
 _LOCALE: Final = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _ZONES: Final = frozenset(available_timezones())
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 # Integers beyond this lose precision as JSON numbers (values.check_value's rule).
 MAX_EXACT: Final = 2**53
+# Field types with few distinct values (enum, boolean): a cell's parsed
+# value is remembered per column, up to this many distinct cells.
+_MEMO_KINDS: Final = frozenset({"enum", "boolean"})
+_MEMO_CELLS: Final = 1024
+_UNSEEN: Final = object()
 # Field types whose values travel to the database as JSON text (the others
 # as text, numeric or boolean, turned into JSON by the merge).
 _JSON_KINDS: Final = frozenset({"text_list", "json"})
@@ -114,8 +122,10 @@ class Chunk:
     errors: list[RowError] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     fatal: str | None = None
-    # `rows` in COPY text format, made in the parser's thread.
+    # `rows` in COPY text format, made in the parser's thread, and how many
+    # rows it holds (`rows` itself may then be let go: see `imports._next`).
     copy_data: bytes | None = None
+    copied: int = 0
 
 
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -137,11 +147,19 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
     """`rows` in COPY's text format, built in the parser's thread so the
     connection only has to send bytes. Nearly every row is plain text with no
     tab, newline, carriage return or backslash; it is joined as is, and only
-    a row holding one of them is escaped value by value."""
+    a row holding one of them is escaped value by value. (Each null is one
+    `\\N`, so a row's backslashes beyond its nulls are in its values.)"""
     lines = []
     for row in rows:
-        line = "\t".join([v if type(v) is str else _copy_value(v) for v in row])
-        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(row) - 1:
+        line = "\t".join(
+            [v if type(v) is str else "\\N" if v is None else _copy_value(v) for v in row]
+        )
+        if (
+            line.count("\\") != row.count(None)
+            or "\n" in line
+            or "\r" in line
+            or line.count("\t") != len(row) - 1
+        ):
             line = "\t".join([_copy_value(v) for v in row])
         lines.append(line)
     lines.append("")
@@ -447,7 +465,9 @@ class RowReader:
         tz_i = b.get("timezone", -1)
         loc_i = b.get("locale", -1)
         tags_i = b.get("tags", -1)
-        customs = [(i, f.key, f.type, f.options) for i, f in plan.customs]
+        customs: list[tuple[int, str, str, Sequence[str] | None, dict[str, Any]]] = [
+            (i, f.key, f.type, f.options, {}) for i, f in plan.customs
+        ]
         width = plan.columns
         chunk_rows = self.chunk_rows
         seen = self.seen
@@ -542,12 +562,23 @@ class RowReader:
                     if tags_i >= 0:
                         cell = row[tags_i]
                         if cell.strip():
-                            tags, tag_error = _tags(cell.split(";"))
-                            if tag_error is not None:
-                                bad = RowError(n, "tags", tag_error, shown(cell))
+                            parts = cell.split(";")
+                            if (
+                                # Already clean (no blank, spaced, repeated,
+                                # long or bad tag): as `_tags` would give it.
+                                len(parts) <= MAX_TAGS
+                                and not _TAG_PLAIN_BAD.search(cell)
+                                and len(set(parts)) == len(parts)
+                                and all(0 < len(t) <= MAX_TAG_LENGTH for t in parts)
+                            ):
+                                tags = TAG_JOIN.join(parts)
+                            else:
+                                tags, tag_error = _tags(parts)
+                                if tag_error is not None:
+                                    bad = RowError(n, "tags", tag_error, shown(cell))
                     values: list[Any] = []
                     if customs:
-                        for index, key, kind, options in customs:
+                        for index, key, kind, options, memo in customs:
                             cell = row[index]
                             if kind == "text":
                                 value: Any = cell.strip()
@@ -581,6 +612,33 @@ class RowReader:
                                     except ValueError as exc:
                                         bad = RowError(n, key, str(exc), shown(cell))
                                         continue
+                            elif kind == "date":
+                                # `values.parse_text`'s own rule, inline; the
+                                # slow path words the error.
+                                value = cell.strip()
+                                if not value:
+                                    values.append(None)
+                                    continue
+                                try:
+                                    if len(value) != 10:
+                                        raise ValueError
+                                    value = date.fromisoformat(value).isoformat()
+                                except ValueError:
+                                    try:
+                                        value = parse_text(kind, cell, options)
+                                    except ValueError as exc:
+                                        bad = RowError(n, key, str(exc), shown(cell))
+                                        continue
+                            elif kind in _MEMO_KINDS:
+                                value = memo.get(cell, _UNSEEN)
+                                if value is _UNSEEN:
+                                    try:
+                                        value = parse_text(kind, cell, options)
+                                    except ValueError as exc:
+                                        bad = RowError(n, key, str(exc), shown(cell))
+                                        continue
+                                    if len(memo) < _MEMO_CELLS:
+                                        memo[cell] = value
                             else:
                                 try:
                                     value = parse_text(kind, cell, options)

