@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from sendstream.contacts.errors import InvalidImportFile
 from sendstream.contacts.imports import import_service
+from sendstream.contacts.schemas import ContactRead
 from sendstream.contacts.suppression import suppress
 from sendstream.core.db import Database
 from sendstream.models.contact_import import ContactImport
@@ -430,7 +432,14 @@ class TestModesAndMerging:
         assert created[0]["subject_id"] == contact["id"]
         assert contact["email"] == "n@example.com"
         assert contact["attributes"] == {"plan": "pro", "tier": "bronze"}
-        assert set(contact) >= {"id", "status", "tags", "created_at", "updated_at", "locale"}
+        # The same shape the API's contact.created carries.
+        assert set(contact) == set(ContactRead.model_fields)
+        assert contact["external_ids"] == {}
+        assert contact["created_at"].endswith("Z")
+        api = ContactRead.model_validate(contact).model_dump(mode="json")
+        assert datetime.fromisoformat(api["created_at"]) == datetime.fromisoformat(
+            contact["created_at"]
+        )
 
     async def test_create_only_skips_existing_contacts(
         self, db: Database, admin_actor: Actor, fields: None

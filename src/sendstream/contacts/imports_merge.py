@@ -141,12 +141,21 @@ def _flat_sql(alias: str) -> str:
     )
 
 
+def _utc(column: str) -> str:
+    # The API's form of a time (`...Z`), not the session time zone's `+00:00`.
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
 def _contact_json(alias: str) -> str:
+    """The contact as `ContactRead` shows it (a created contact has no
+    connected-system ids yet)."""
     columns = ("id", "email", *_BUILTIN_TEXT, "status", "attributes")
     pairs = ", ".join(f"'{c}', {alias}.{c}" for c in columns)
     return (
         f"jsonb_build_object({pairs}, 'tags', to_jsonb({alias}.tags), "
-        f"'created_at', {alias}.created_at, 'updated_at', {alias}.updated_at)"
+        f"'external_ids', '{{}}'::jsonb, "
+        f"'created_at', {_utc(f'{alias}.created_at')}, "
+        f"'updated_at', {_utc(f'{alias}.updated_at')})"
     )
 
 
