@@ -26,27 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.contacts.addresses import InvalidAddress, normalize_address
 from sendstream.contacts.errors import ContactNotFound, InvalidErasureAddress
 from sendstream.contacts.list_repository import gdpr_repository, subscription_repository
+from sendstream.contacts.service import contact_document
 from sendstream.contacts.suppression import address_hash, suppress
 from sendstream.core.outbox import emit
 from sendstream.models.contact import Contact
-
-
-def contact_document(contact: Contact) -> dict[str, Any]:
-    """The contact's JSON shape, as in the API and in events."""
-    return {
-        "id": str(contact.id),
-        "email": contact.email,
-        "external_id": contact.external_id,
-        "first_name": contact.first_name,
-        "last_name": contact.last_name,
-        "timezone": contact.timezone,
-        "locale": contact.locale,
-        "status": contact.status,
-        "attributes": dict(contact.attributes or {}),
-        "tags": list(contact.tags or []),
-        "created_at": contact.created_at.isoformat(),
-        "updated_at": contact.updated_at.isoformat(),
-    }
 
 
 @dataclass(frozen=True)
@@ -74,7 +57,7 @@ class GdprService:
         timeline = await gdpr_repository.timeline(session, workspace_id, contact_id)
         return {
             "exported_at": datetime.now(UTC).isoformat(),
-            "contact": contact_document(contact),
+            "contact": contact_document(contact, {e.system: e.external_id for e in external_ids}),
             "fields": [
                 {
                     "key": f.key,

@@ -117,6 +117,11 @@ def contact_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def contact_document(contact: Contact, external_ids: dict[str, str]) -> dict[str, Any]:
+    """A loaded contact as API responses and events show it."""
+    return contact_json({**_row(contact), "external_ids": external_ids})
+
+
 def _row(contact: Contact) -> dict[str, Any]:
     return {
         "id": contact.id,
