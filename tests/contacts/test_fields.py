@@ -125,3 +125,28 @@ class TestRenameAndDelete:
         )
         assert unused.status_code == 200
         assert unused.json()["options"] == ["free", "pro"]
+
+
+class TestNulCharacters:
+    async def test_nul_in_values_filters_and_definitions_is_refused_not_a_server_error(
+        self, client: httpx.AsyncClient, admin_actor: Actor
+    ) -> None:
+        await create_field(client, admin_actor, "blob", "json")
+        value = await client.post(
+            "/v1/contacts",
+            headers=admin_actor.headers,
+            json={"email": "a@example.com", "attributes": {"blob": {"k": "a\u0000b"}}},
+        )
+        assert value.status_code == 422
+        assert value.json()["code"] == "invalid_field_value"
+        where = await client.get(
+            "/v1/contacts", headers=admin_actor.headers, params={"where": '{"blob": "\\u0000"}'}
+        )
+        assert where.status_code == 422
+        assert where.json()["code"] == "invalid_where"
+        definition = await client.post(
+            "/v1/fields",
+            headers=admin_actor.headers,
+            json={"key": "note", "type": "text", "description": "a\u0000b"},
+        )
+        assert definition.status_code == 422

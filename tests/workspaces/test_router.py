@@ -507,3 +507,14 @@ class TestBadInput:
             )
             assert response.status_code == 422, cursor
             assert response.json()["code"] == "invalid_cursor"
+
+
+class TestWorkspaceNameInput:
+    async def test_a_nul_in_the_new_name_is_refused_not_a_server_error(
+        self, client: httpx.AsyncClient, admin_actor: Actor
+    ) -> None:
+        response = await client.patch(
+            "/v1/workspace", headers=admin_actor.headers, json={"name": "\u0000B"}
+        )
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"

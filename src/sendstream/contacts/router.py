@@ -66,9 +66,10 @@ def _where(raw: str | None) -> dict[str, Any] | None:
         raise InvalidInput(
             f"where: not JSON ({exc.msg} at character {exc.pos}).", code="invalid_where"
         ) from None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or "\\u0000" in raw or "\x00" in raw:
         raise InvalidInput(
-            'where: must be a JSON object of field values, e.g. {"plan":"pro"}.',
+            'where: must be a JSON object of field values, e.g. {"plan":"pro"}, '
+            "without NUL characters.",
             code="invalid_where",
         )
     return value

@@ -194,11 +194,16 @@ class FieldCreate(_Input):
     key: FieldKey = Field(examples=["plan"])
     label: Name | None = Field(default=None, min_length=1)
     type: FieldType
-    options: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
-        default=None, max_length=500, description="Allowed values of an `enum` field."
-    )
+    options: (
+        list[
+            Annotated[
+                str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARS)
+            ]
+        ]
+        | None
+    ) = Field(default=None, max_length=500, description="Allowed values of an `enum` field.")
     default: Any = Field(default=None, description="Value given to new contacts without one.")
-    description: str | None = Field(default=None, max_length=1000)
+    description: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] | None = None
 
 
 class FieldUpdate(_Input):
@@ -206,11 +211,16 @@ class FieldUpdate(_Input):
         default=None, description="Renames the field; every contact's value moves with it."
     )
     label: Name | None = Field(default=None, min_length=1)
-    options: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
-        default=None, max_length=500
-    )
+    options: (
+        list[
+            Annotated[
+                str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARS)
+            ]
+        ]
+        | None
+    ) = Field(default=None, max_length=500)
     default: Any = None
-    description: str | None = Field(default=None, max_length=1000)
+    description: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] | None = None
 
 
 class FieldRead(_Output):

@@ -100,7 +100,10 @@ def _text_list(value: Any) -> list[str]:
 
 
 def _json(value: Any) -> Any:
-    size = len(json.dumps(value, ensure_ascii=False).encode())
+    text = json.dumps(value, ensure_ascii=False)
+    if "\x00" in text or "\\u0000" in text:
+        raise ValueError("JSON value contains a NUL character, which cannot be stored")
+    size = len(text.encode())
     if size > MAX_JSON_BYTES:
         raise ValueError(f"JSON value of {size} bytes; the limit is {MAX_JSON_BYTES}")
     return value

@@ -35,7 +35,7 @@ class WorkspaceRead(_Output):
 
 
 class WorkspaceUpdate(_Input):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Line | None = Field(default=None, min_length=1, max_length=200)
 
 
 # --- users
