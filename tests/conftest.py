@@ -22,7 +22,12 @@ from sendstream.core.db import Database, create_database, install_database
 from sendstream.core.settings import Settings, override_settings
 from tests.fixtures.databases import admin_url, create_fresh_database, drop_database
 
-pytest_plugins = ["tests.fixtures.actors", "tests.fixtures.cli", "tests.fixtures.smtp"]
+pytest_plugins = [
+    "tests.fixtures.actors",
+    "tests.fixtures.cli",
+    "tests.fixtures.smtp",
+    "tests.fixtures.dns",
+]
 
 
 @pytest.fixture(scope="session")

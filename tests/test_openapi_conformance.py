@@ -129,6 +129,18 @@ SEMANTIC_REJECTIONS = {
     # Contact imports: an uploaded file that is empty, header-only, names
     # unknown columns or maps to unknown fields.
     "invalid_import_file",
+    # Sending domains: a string the schema allows that is not a domain name
+    # (IDNA validity is not expressible as a JSON-schema pattern).
+    "invalid_domain_name",
+    # Templates: sources the schema allows but Jinja or MJML refuses, and
+    # references to the workspace's own partials and layouts.
+    "invalid_template",
+    "template_syntax_error",
+    "template_security_error",
+    "template_reference_invalid",
+    "template_undefined_variable",
+    "template_render_limit",
+    "template_render_error",
 }
 
 

@@ -34,6 +34,7 @@ from sendstream.contacts.schemas import ContactCreate, FieldCreate
 from sendstream.contacts.service import contact_service
 from sendstream.core.db import Database
 from sendstream.core.jobs.queue import enqueue
+from sendstream.delivery.domain_service import domain_service
 from sendstream.models.api_key import ApiKey
 from sendstream.models.base import Base
 from sendstream.models.contact import Contact
@@ -41,7 +42,11 @@ from sendstream.models.contact_import import ContactImport
 from sendstream.models.contact_list import ContactList
 from sendstream.models.field import Field
 from sendstream.models.job import Job
+from sendstream.models.sending_domain import SendingDomain
+from sendstream.models.template import Template
 from sendstream.models.user import User
+from sendstream.templates.schemas import TemplateCreate
+from sendstream.templates.service import template_service
 from sendstream.workspaces.service import api_key_service, user_service
 from tests.fixtures.actors import Actor
 
@@ -145,6 +150,25 @@ async def _contact_import(session: AsyncSession, workspace_id: uuid.UUID) -> Own
     return Owned({"import_id": str(row.id)}, ContactImport, row.id)
 
 
+async def _sending_domain(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    created = await domain_service.create_domain(
+        session, workspace_id, name=f"d{uuid.uuid4().hex[:8]}.example"
+    )
+    return Owned({"domain_id": str(created.id)}, SendingDomain, created.id)
+
+
+async def _template(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A template with one version (number 1): the routes under
+    /v1/templates/{template_id}/... (versions, activate, preview)."""
+    created = await template_service.create_template(
+        session,
+        workspace_id,
+        TemplateCreate(key=f"t-{uuid.uuid4().hex[:8]}", name="T", subject="Hi", text="Hello"),
+        None,
+    )
+    return Owned({"template_id": str(created.id), "number": "1"}, Template, created.id)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -157,6 +181,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/lists/{list_id}": _list,
     "/v1/contacts/{contact_id}": _contact_on_list,
     "/v1/contacts/imports/{import_id}": _contact_import,
+    "/v1/domains/{domain_id}": _sending_domain,
+    "/v1/templates/{template_id}": _template,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the
@@ -175,6 +201,7 @@ PUBLIC_TOKEN_ROUTES = {("GET", "/v1/confirm/{token}"), ("POST", "/v1/confirm/{to
 # Request bodies for id routes whose body cannot be `{}`, keyed "METHOD path".
 BODIES: dict[str, Any] = {
     "PUT /v1/contacts/{contact_id}/subscriptions/{list_id}": {"status": "subscribed"},
+    "POST /v1/templates/{template_id}/versions": {"subject": "Hi", "text": "Hello"},
 }
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sendstream.contacts.router import router as contacts_router
+from sendstream.delivery.domain_router import router as domains_router
 from sendstream.jobs.router import router as jobs_router
+from sendstream.templates.router import router as templates_router
 from sendstream.workspaces.router import router as workspaces_router
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(workspaces_router)
 api_router.include_router(jobs_router)
 api_router.include_router(contacts_router)
+api_router.include_router(templates_router)
+api_router.include_router(domains_router)

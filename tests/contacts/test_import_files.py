@@ -9,7 +9,6 @@ import gzip
 import io
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,7 +17,6 @@ from sqlalchemy import text
 
 from sendstream.contacts.errors import InvalidImportFile
 from sendstream.contacts.imports import import_service
-from sendstream.contacts.schemas import ContactRead
 from sendstream.contacts.suppression import suppress
 from sendstream.core.db import Database
 from sendstream.models.contact_import import ContactImport
@@ -67,8 +65,8 @@ async def stored_contacts(db: Database, workspace_id: uuid.UUID) -> dict[str, di
     async with db.engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT email_key, email, first_name, last_name, external_id, timezone, locale, "
-                "attributes, tags FROM contacts WHERE workspace_id = :ws"
+                "SELECT id, email_key, email, first_name, last_name, external_id, timezone, "
+                "locale, attributes, tags FROM contacts WHERE workspace_id = :ws"
             ),
             {"ws": workspace_id},
         )
@@ -378,7 +376,7 @@ class TestCellsTheFastPathsHandOn:
 
 
 class TestModesAndMerging:
-    async def test_reimporting_the_same_file_changes_nothing_and_emits_nothing(
+    async def test_reimporting_the_same_file_changes_nothing_and_emits_only_its_summary(
         self, db: Database, admin_actor: Actor, fields: None
     ) -> None:
         await import_bytes(db, admin_actor.workspace_id, CSV.encode())
@@ -387,7 +385,10 @@ class TestModesAndMerging:
         again = await import_bytes(db, admin_actor.workspace_id, CSV.encode())
 
         assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
-        assert await events_of(db) == before
+        after = await events_of(db)
+        assert after[: len(before)] == before
+        assert [e["type"] for e in after[len(before) :]] == ["contact_import.completed"]
+        assert after[-1]["data"]["unchanged"] == 2
 
     async def test_update_merges_attributes_adds_tags_and_keeps_blank_cells(
         self, db: Database, admin_actor: Actor, fields: None
@@ -414,32 +415,46 @@ class TestModesAndMerging:
             "tags": {"old": ["math", "vip"], "new": ["math", "vip", "poet"]},
         }
 
-    async def test_created_contacts_get_field_defaults_and_a_created_event(
+    async def test_created_contacts_get_field_defaults_and_one_summary_event(
         self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
     ) -> None:
         await create_field(client, admin_actor, "plan", "enum", options=["free", "pro"])
         await create_field(client, admin_actor, "tier", "text", default="bronze")
 
-        done = await import_bytes(db, admin_actor.workspace_id, b"email,plan\nn@example.com,pro\n")
+        done = await import_bytes(
+            db, admin_actor.workspace_id, b"email,plan\nn@example.com,pro\nm@example.com,\n"
+        )
 
-        assert done.created == 1
+        assert done.created == 2
         found = await stored_contacts(db, admin_actor.workspace_id)
         assert found["n@example.com"]["attributes"] == {"plan": "pro", "tier": "bronze"}
-        created = await events_of(db, "contact.created")
-        assert len(created) == 1
-        contact = created[0]["data"]["contact"]
-        assert created[0]["data"]["source"] == "import"
-        assert created[0]["subject_id"] == contact["id"]
-        assert contact["email"] == "n@example.com"
-        assert contact["attributes"] == {"plan": "pro", "tier": "bronze"}
-        # The same shape the API's contact.created carries.
-        assert set(contact) == set(ContactRead.model_fields)
-        assert contact["external_ids"] == {}
-        assert contact["created_at"].endswith("Z")
-        api = ContactRead.model_validate(contact).model_dump(mode="json")
-        assert datetime.fromisoformat(api["created_at"]) == datetime.fromisoformat(
-            contact["created_at"]
+        # Created contacts are announced together, not one by one.
+        assert await events_of(db, "contact.created") == []
+        [completed] = await events_of(db, "contact_import.completed")
+        assert completed["subject_id"] == str(done.id)
+        assert completed["data"]["id"] == str(done.id)
+        assert completed["data"]["events"] == "summary"
+        assert (completed["data"]["created"], completed["data"]["rows"]) == (2, 2)
+
+    async def test_events_each_announces_every_created_contact_with_its_import(
+        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+    ) -> None:
+        await create_field(client, admin_actor, "plan", "enum", options=["free", "pro"])
+
+        done = await import_bytes(
+            db, admin_actor.workspace_id, b"email,plan\nn@example.com,pro\n", events="each"
         )
+
+        [created] = await events_of(db, "contact.created")
+        contact_id = (await stored_contacts(db, admin_actor.workspace_id))["n@example.com"]["id"]
+        assert created["subject_id"] == str(contact_id)
+        assert created["data"] == {
+            "id": str(contact_id),
+            "email": "n@example.com",
+            "source": "import",
+            "import_id": str(done.id),
+        }
+        assert [e["type"] for e in await events_of(db)][-1] == "contact_import.completed"
 
     async def test_create_only_skips_existing_contacts(
         self, db: Database, admin_actor: Actor, fields: None
@@ -477,6 +492,10 @@ class TestModesAndMerging:
         )
         assert made.status_code == 201, made.text
         list_id = made.json()["id"]
+        existing = await client.post(
+            "/v1/contacts", headers=admin_actor.headers, json={"email": "a@example.com"}
+        )
+        assert existing.status_code == 201, existing.text
 
         done = await import_bytes(
             db,
@@ -499,18 +518,48 @@ class TestModesAndMerging:
             )
             consent = (
                 await conn.execute(
-                    text("SELECT source, status, consent_text, actor FROM consent_records")
+                    text(
+                        "SELECT source, status, consent_text, actor FROM consent_records "
+                        "WHERE list_id = :l"
+                    ),
+                    {"l": list_id},
                 )
             ).all()
         assert states == ["subscribed", "subscribed"]
-        assert {tuple(c) for c in consent} == {
+        assert [tuple(c) for c in consent] == [
             ("import", "subscribed", "Yes, send me the newsletter", "cli")
-        }
+        ] * 2
+        # The contact that existed is announced; the one the import created
+        # is counted in contact_import.completed.
+        [subscribed] = await events_of(db, "contact.subscribed")
+        assert subscribed["data"]["email"] == "a@example.com"
+        assert subscribed["data"]["list_id"] == list_id
+        assert subscribed["data"]["source"] == "import"
+        assert subscribed["data"]["import_id"] == str(done.id)
+        [completed] = await events_of(db, "contact_import.completed")
+        assert completed["data"]["list_id"] == list_id
+        assert (completed["data"]["created"], completed["data"]["subscribed"]) == (1, 2)
+
+    async def test_a_list_import_with_events_each_announces_every_subscription(
+        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+    ) -> None:
+        made = await client.post(
+            "/v1/lists", headers=admin_actor.headers, json={"name": "Newsletter"}
+        )
+        assert made.status_code == 201, made.text
+
+        await import_bytes(
+            db,
+            admin_actor.workspace_id,
+            b"email\na@example.com\nb@example.com\n",
+            list_ref="Newsletter",
+            events="each",
+        )
+
         subscribed = await events_of(db, "contact.subscribed")
         assert {e["data"]["email"] for e in subscribed} == {"a@example.com", "b@example.com"}
-        assert all(
-            e["data"]["list_id"] == list_id and e["data"]["source"] == "import" for e in subscribed
-        )
+        created = await events_of(db, "contact.created")
+        assert {e["data"]["email"] for e in created} == {"a@example.com", "b@example.com"}
 
 
 class TestEventPositions:
@@ -520,7 +569,13 @@ class TestEventPositions:
         await client.post("/v1/contacts", headers=admin_actor.headers, json={"email": "x@e.com"})
         rows = "\n".join(f"p{i}@example.com" for i in range(25))
 
-        await import_bytes(db, admin_actor.workspace_id, f"email\n{rows}\n".encode(), chunk_rows=10)
+        await import_bytes(
+            db,
+            admin_actor.workspace_id,
+            f"email\n{rows}\n".encode(),
+            chunk_rows=10,
+            events="each",
+        )
 
         async with db.engine.connect() as conn:
             positions = (
@@ -540,4 +595,5 @@ class TestEventPositions:
                 {"ws": admin_actor.workspace_id},
             )
         assert positions == list(range(1, len(positions) + 1))
-        assert last == len(positions) == 26
+        # The API's contact, 25 imported, the import's completion.
+        assert last == len(positions) == 27

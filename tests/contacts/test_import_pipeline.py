@@ -6,13 +6,15 @@ row."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from sendstream.contacts.imports import import_service
 from sendstream.contacts.suppression import suppress
@@ -33,9 +35,11 @@ def people(count: int, *, external: dict[int, str] | None = None) -> bytes:
 
 
 async def start(db: Database, workspace_id: uuid.UUID, content: bytes) -> uuid.UUID:
+    """An import announcing each contact it creates, so the order of its
+    events shows the order its chunks committed in."""
     async with db.session() as session:
         started = await import_service.start_local(
-            session, workspace_id, source=io.BytesIO(content), filename="people.csv"
+            session, workspace_id, source=io.BytesIO(content), filename="people.csv", events="each"
         )
         started.chunk_rows = CHUNK
         return started.id
@@ -56,7 +60,7 @@ async def created_rows_in_position_order(db: Database, workspace_id: uuid.UUID) 
         emails = (
             await conn.execute(
                 text(
-                    "SELECT data->'contact'->>'email' FROM events WHERE workspace_id = :ws "
+                    "SELECT data->>'email' FROM events WHERE workspace_id = :ws "
                     "AND type = 'contact.created' AND data->>'source' = 'import' ORDER BY position"
                 ),
                 {"ws": workspace_id},
@@ -97,7 +101,8 @@ class TestChunksCommitInFileOrder:
         chunks = [row // CHUNK for row in rows]
         assert sorted(rows) == list(range(95))
         assert chunks == sorted(chunks)
-        assert await positions(db, admin_actor.workspace_id) == list(range(1, 96))
+        # 95 contacts, then contact_import.completed.
+        assert await positions(db, admin_actor.workspace_id) == list(range(1, 97))
 
     async def test_one_connection_imports_the_same_as_two(
         self, db: Database, admin_actor: Actor
@@ -111,22 +116,45 @@ class TestChunksCommitInFileOrder:
         assert (done.status, done.rows_done, done.created) == ("completed", 35, 35)
         rows = await created_rows_in_position_order(db, admin_actor.workspace_id)
         assert [row // CHUNK for row in rows] == sorted(row // CHUNK for row in rows)
-        assert await positions(db, admin_actor.workspace_id) == list(range(1, 36))
+        assert await positions(db, admin_actor.workspace_id) == list(range(1, 37))
+
+
+@contextlib.asynccontextmanager
+async def failing_insert_of(db: Database, email: str) -> AsyncIterator[None]:
+    """While open, the database refuses to insert a contact with `email`: a
+    real error in the middle of a chunk's merge."""
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION test_refuse_contact() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_contact BEFORE INSERT ON contacts FOR EACH ROW "
+                f"WHEN (NEW.email = '{email}') EXECUTE FUNCTION test_refuse_contact()"
+            )
+        )
+    try:
+        yield
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER test_refuse_contact ON contacts"))
+            await conn.execute(text("DROP FUNCTION test_refuse_contact()"))
 
 
 class TestAFailingChunk:
-    # Row 25 takes an external id another contact already has: its chunk
-    # (rows 21-30) fails in the database. (An import does not yet turn that
-    # conflict into a rejected row; any error of the database would do.)
+    # The database refuses row 25: its chunk (rows 21-30) fails.
     async def test_stops_the_run_with_the_chunks_before_it_committed_and_none_after(
-        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+        self, db: Database, admin_actor: Actor
     ) -> None:
-        await create_contact(client, admin_actor, email="owner@example.com", external_id="X-1")
-        content = people(60, external={25: "X-1"})
+        content = people(60)
         import_id = await start(db, admin_actor.workspace_id, content)
 
-        with pytest.raises(IntegrityError):
-            await run(db, import_id, content)
+        async with failing_insert_of(db, "p25@example.com"):
+            with pytest.raises(DBAPIError, match="refused by the test"):
+                await run(db, import_id, content)
 
         async with db.engine.connect() as conn:
             rows_done, created = (
@@ -139,23 +167,17 @@ class TestAFailingChunk:
         emails = await contact_emails(db, admin_actor.workspace_id)
         # The chunk after the failed one was merged at the same time, on
         # the other connection, and rolled back.
-        assert emails == {"owner@example.com"} | {f"p{i}@example.com" for i in range(20)}
-        assert await positions(db, admin_actor.workspace_id) == list(range(1, 22))
+        assert emails == {f"p{i}@example.com" for i in range(20)}
+        assert await positions(db, admin_actor.workspace_id) == list(range(1, 21))
 
     async def test_the_import_resumes_at_the_failed_chunk_and_lands_every_row_once(
-        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+        self, db: Database, admin_actor: Actor
     ) -> None:
-        owner = await create_contact(
-            client, admin_actor, email="owner@example.com", external_id="X-1"
-        )
-        content = people(60, external={25: "X-1"})
+        content = people(60)
         import_id = await start(db, admin_actor.workspace_id, content)
-        with pytest.raises(IntegrityError):
-            await run(db, import_id, content)
-        response = await client.patch(
-            f"/v1/contacts/{owner['id']}", headers=admin_actor.headers, json={"external_id": "X-2"}
-        )
-        assert response.status_code == 200, response.text
+        async with failing_insert_of(db, "p25@example.com"):
+            with pytest.raises(DBAPIError):
+                await run(db, import_id, content)
 
         done = await run(db, import_id, content)
 
@@ -163,11 +185,60 @@ class TestAFailingChunk:
         assert (done.status, done.rows_done, done.created) == ("completed", 60, 60)
         rows = await created_rows_in_position_order(db, admin_actor.workspace_id)
         assert sorted(rows) == list(range(60))
-        assert await contact_emails(db, admin_actor.workspace_id) == {"owner@example.com"} | {
+        assert await contact_emails(db, admin_actor.workspace_id) == {
             f"p{i}@example.com" for i in range(60)
         }
-        # contact.created (owner), 60 imported, contact.updated (owner's external id).
-        assert await positions(db, admin_actor.workspace_id) == list(range(1, 63))
+        # 60 imported, then contact_import.completed.
+        assert await positions(db, admin_actor.workspace_id) == list(range(1, 62))
+
+
+class TestExternalIdConflicts:
+    async def test_a_row_taking_another_contact_s_external_id_is_rejected_and_the_rest_lands(
+        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+    ) -> None:
+        owner = await create_contact(
+            client, admin_actor, email="owner@example.com", external_id="X-1"
+        )
+        content = people(30, external={5: "X-1", 25: "X-1", 26: "Y-2"})
+        import_id = await start(db, admin_actor.workspace_id, content)
+
+        done = await run(db, import_id, content)
+
+        assert done is not None
+        assert (done.status, done.created, done.rejected) == ("completed", 28, 2)
+        async with db.engine.connect() as conn:
+            errors = (
+                await conn.execute(
+                    text(
+                        "SELECT row, field, message, value FROM contact_import_errors "
+                        "WHERE import_id = :id ORDER BY row"
+                    ),
+                    {"id": import_id},
+                )
+            ).all()
+            holder = await conn.scalar(
+                text("SELECT id FROM contacts WHERE external_id = 'X-1'"),
+            )
+        # Row 6 (p5) takes the owner's id; row 26 (p25) repeats it (caught
+        # in the file, before the database).
+        assert [tuple(e) for e in errors] == [
+            (6, "external_id", "already belongs to another contact", "X-1"),
+            (26, "external_id", "duplicate of row 6", "X-1"),
+        ]
+        assert str(holder) == owner["id"]
+        assert "p26@example.com" in await contact_emails(db, admin_actor.workspace_id)
+
+    async def test_the_contact_that_holds_the_external_id_can_update_itself(
+        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+    ) -> None:
+        await create_contact(client, admin_actor, email="p3@example.com", external_id="X-1")
+        content = people(5, external={3: "X-1"})
+        import_id = await start(db, admin_actor.workspace_id, content)
+
+        done = await run(db, import_id, content)
+
+        assert done is not None
+        assert (done.created, done.unchanged, done.rejected) == (4, 1, 0)
 
 
 class TestErasedAddressesInALaterChunk:
@@ -198,7 +269,7 @@ class TestErasedAddressesInALaterChunk:
         assert await contact_emails(db, admin_actor.workspace_id) == {
             f"p{i}@example.com" for i in range(50) if i not in (33, 47)
         }
-        assert await positions(db, admin_actor.workspace_id) == list(range(1, 49))
+        assert await positions(db, admin_actor.workspace_id) == list(range(1, 50))
 
 
 NUMBERED = (

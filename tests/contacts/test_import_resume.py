@@ -59,6 +59,7 @@ class TestKilledImportWorker:
             "/v1/contacts/imports",
             headers=admin_actor.headers,
             files={"file": ("people.csv", f"email,first_name\n{rows}\n".encode(), "text/csv")},
+            data={"events": "each"},
         )
         assert response.status_code == 202, response.text
         async with db.engine.begin() as conn:

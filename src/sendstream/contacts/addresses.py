@@ -52,10 +52,10 @@ def normalize_address(raw: str) -> Address:
     if len(text) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress(f"the address is longer than {MAX_ADDRESS_LENGTH} characters")
     match = _FAST.match(text)
-    if match is not None:
-        local, domain = match.groups()
-        if len(local) <= 64:
-            return Address(text, f"{local.lower()}@{domain.lower()}")
+    # The fast pattern is ASCII only, so lower-casing the whole address is
+    # lower-casing both parts.
+    if match is not None and match.end(1) <= 64:
+        return Address(text, text.lower())
     return _slow_path(text)
 
 

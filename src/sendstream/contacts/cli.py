@@ -42,6 +42,11 @@ class ModeChoice(enum.StrEnum):
     update_only = "update_only"
 
 
+class EventsChoice(enum.StrEnum):
+    summary = "summary"
+    each = "each"
+
+
 class FormatChoice(enum.StrEnum):
     csv = "csv"
     jsonl = "jsonl"
@@ -92,6 +97,12 @@ def import_contacts(
         [], "--map", "-m", help="column=field (repeatable); column=- ignores the column."
     ),
     mode: ModeChoice = typer.Option(ModeChoice.upsert, "--mode", help="What to do per row."),  # noqa: B008
+    events: EventsChoice = typer.Option(  # noqa: B008
+        EventsChoice.summary,
+        "--events",
+        help="summary: one contact_import.completed event for the contacts created; "
+        "each: also one contact.created per contact.",
+    ),
     format: FormatChoice | None = typer.Option(  # noqa: B008
         None, "--format", help="Force csv or jsonl instead of guessing."
     ),
@@ -114,6 +125,7 @@ def import_contacts(
                     filename=file.name,
                     format=format.value if format else None,
                     mode=mode.value,
+                    events=events.value,
                     list_ref=list_ref,
                     mapping=parse_mapping(mapping),
                     consent_text=consent_text,

@@ -38,6 +38,10 @@ class ImportRead(BaseModel):
     status: ImportStatus
     format: Literal["csv", "jsonl"]
     mode: Literal["upsert", "create_only", "update_only"]
+    events: Literal["summary", "each"] = Field(
+        description="summary: the contacts the import creates are announced together in "
+        "`contact_import.completed`; each: one `contact.created` per contact."
+    )
     list_id: uuid.UUID | None = Field(description="Imported contacts are subscribed to this list.")
     mapping: dict[str, str] = Field(description="Column -> field overrides; `-` ignores a column.")
     filename: str | None
@@ -116,6 +120,15 @@ async def start_import(
         Literal["upsert", "create_only", "update_only"],
         Form(description="upsert adds and updates; create_only adds; update_only updates."),
     ] = "upsert",
+    events: Annotated[
+        Literal["summary", "each"],
+        Form(
+            description="summary (default): one `contact_import.completed` event announces the "
+            "contacts the import creates; each: also one `contact.created` per contact (for "
+            "receivers that must react to every new contact). Changes to existing contacts are "
+            "announced one by one either way."
+        ),
+    ] = "summary",
     list_id: Annotated[
         uuid.UUID | SkipJsonSchema[None],
         Form(description="Subscribe the imported contacts to this list."),
@@ -145,6 +158,7 @@ async def start_import(
         filename=file.filename,
         format=None if format == "auto" else format,
         mode=mode,
+        events=events,
         list_id=list_id,
         mapping=parse_mapping(map or []),
         consent_text=consent_text,

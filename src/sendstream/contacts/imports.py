@@ -54,6 +54,7 @@ from sendstream.contacts.imports_merge import (
 from sendstream.contacts.imports_parse import (
     Chunk,
     Detected,
+    ImportEvents,
     ImportFileError,
     ImportFormat,
     ImportMode,
@@ -70,6 +71,7 @@ from sendstream.core.errors import InvalidInput
 from sendstream.core.ids import uuid7
 from sendstream.core.jobs import enqueue
 from sendstream.core.keys import subkey
+from sendstream.core.outbox import emit
 from sendstream.core.pagination import PageParams, encode_cursor
 from sendstream.models.contact_import import ContactImport
 
@@ -154,6 +156,7 @@ class ImportService:
         filename: str | None,
         format: ImportFormat | None,
         mode: ImportMode,
+        events: ImportEvents,
         list_ref: str | uuid.UUID | None,
         mapping: Mapping[str, str],
         consent_text: str | None,
@@ -181,6 +184,7 @@ class ImportService:
             status="queued",
             format=detected.format,
             mode=mode,
+            events=events,
             list_id=list_id,
             mapping=dict(mapping),
             filename=(filename or None) and filename[:255],
@@ -230,6 +234,7 @@ class ImportService:
         filename: str | None,
         format: ImportFormat | None = None,
         mode: ImportMode = "upsert",
+        events: ImportEvents = "summary",
         list_id: uuid.UUID | None = None,
         mapping: Mapping[str, str] | None = None,
         consent_text: str | None = None,
@@ -244,6 +249,7 @@ class ImportService:
             filename=filename,
             format=format,
             mode=mode,
+            events=events,
             list_ref=list_id,
             mapping=mapping or {},
             consent_text=consent_text,
@@ -272,6 +278,7 @@ class ImportService:
         filename: str | None,
         format: ImportFormat | None = None,
         mode: ImportMode = "upsert",
+        events: ImportEvents = "summary",
         list_ref: str | None = None,
         mapping: Mapping[str, str] | None = None,
         consent_text: str | None = None,
@@ -286,6 +293,7 @@ class ImportService:
             filename=filename,
             format=format,
             mode=mode,
+            events=events,
             list_ref=list_ref,
             mapping=mapping or {},
             consent_text=consent_text,
@@ -394,6 +402,7 @@ class ImportService:
         # expires `contact_import` (its attributes would then load lazily).
         done_before = contact_import.rows_done
         mode, list_id = contact_import.mode, contact_import.list_id
+        each_created = contact_import.events == "each"
         actor, consent_text = contact_import.actor, contact_import.consent_text
         defaults = {k: f.default for k, f in fields.items() if f.default is not None}
 
@@ -445,6 +454,7 @@ class ImportService:
                     consent_text=consent_text,
                     fields=reader.stage_fields,
                     defaults=defaults,
+                    each_created=each_created,
                 )
                 # A file error ends the file: its chunk's rows before the
                 # error commit with the failure, in the caller's commit.
@@ -489,6 +499,7 @@ class ImportService:
         final.rows_total = final.rows_done
         final.finished_at = utcnow()
         final.updated_at = utcnow()
+        _announce(session, final)
         await session.flush()
         if progress is not None:
             progress(final)
@@ -561,6 +572,8 @@ class ImportService:
             copy_data = copy_text(chunk.rows)
             count = len(chunk.rows)
         counts = await merge_chunk(session, options, count, copy_data)
+        if counts.rejected:
+            errors = sorted([*errors, *counts.rejected], key=lambda e: e.row)
         return counts, errors
 
     async def _apply(
@@ -601,8 +614,37 @@ class ImportService:
         locked.finished_at = utcnow()
         locked.updated_at = utcnow()
         await import_repository.add_error(session, locked, row, None, message)
+        _announce(session, locked)
         await session.flush()
         return locked
+
+
+def _announce(session: AsyncSession, contact_import: ContactImport) -> None:
+    """`contact_import.completed` / `.failed`: one event with the totals, for
+    consumers that would rather sync an import as a whole than follow its
+    per-contact events (which name the import)."""
+    emit(
+        session,
+        contact_import.workspace_id,
+        f"contact_import.{contact_import.status}",
+        {
+            "id": str(contact_import.id),
+            "status": contact_import.status,
+            "list_id": str(contact_import.list_id) if contact_import.list_id else None,
+            "mode": contact_import.mode,
+            "events": contact_import.events,
+            "rows": contact_import.rows_done,
+            "created": contact_import.created,
+            "updated": contact_import.updated,
+            "unchanged": contact_import.unchanged,
+            "skipped": contact_import.skipped,
+            "subscribed": contact_import.subscribed,
+            "rejected": contact_import.rejected,
+            "error": contact_import.error,
+        },
+        subject_type="contact_import",
+        subject_id=contact_import.id,
+    )
 
 
 def summary(contact_import: ContactImport) -> str:

@@ -35,14 +35,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from psycopg import AsyncConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.contacts.imports_parse import TAG_JOIN, FieldSpec, RowError
+from sendstream.contacts.imports_parse import TAG_JOIN, FieldSpec, RowError, shown
 from sendstream.core.outbox import write_events_from_select
 
 STAGE: Final = "contact_import_stage"
@@ -88,6 +88,11 @@ class MergeOptions:
     fields: Sequence[FieldSpec]
     # Defaults of the workspace's fields, applied to contacts created.
     defaults: dict[str, Any]
+    # One `contact.created` (and `contact.subscribed`) per contact the import
+    # creates (events "each"), or none: `contact_import.completed` announces
+    # them together (events "summary"). Changes to contacts that existed
+    # before the import are announced one by one either way.
+    each_created: bool = False
 
 
 @dataclass
@@ -99,6 +104,8 @@ class MergeCounts:
     subscribed: int = 0
     # Events staged for `write_staged_events`.
     events: int = 0
+    # Rows the database turned away (an external id another contact has).
+    rejected: list[RowError] = field(default_factory=list)
 
 
 def _literal(value: str) -> str:
@@ -138,24 +145,6 @@ def _flat_sql(alias: str) -> str:
         f"(jsonb_build_object({builtins}, 'tags', to_jsonb({alias}.tags)) || coalesce("
         f"(SELECT jsonb_object_agg('attributes.' || a.key, a.value) "
         f"FROM jsonb_each({alias}.attributes) AS a), '{{}}'::jsonb))"
-    )
-
-
-def _utc(column: str) -> str:
-    # The API's form of a time (`...Z`), not the session time zone's `+00:00`.
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-
-def _contact_json(alias: str) -> str:
-    """The contact as `ContactRead` shows it (a created contact has no
-    connected-system ids yet)."""
-    columns = ("id", "email", *_BUILTIN_TEXT, "status", "attributes")
-    pairs = ", ".join(f"'{c}', {alias}.{c}" for c in columns)
-    return (
-        f"jsonb_build_object({pairs}, 'tags', to_jsonb({alias}.tags), "
-        f"'external_ids', '{{}}'::jsonb, "
-        f"'created_at', {_utc(f'{alias}.created_at')}, "
-        f"'updated_at', {_utc(f'{alias}.updated_at')})"
     )
 
 
@@ -270,12 +259,18 @@ def merge_sql(options: MergeOptions) -> tuple[str, str]:
         + ", c.attributes, c.tags FROM contacts AS c WHERE c.id = up.id OFFSET 0) AS o "
         "WHERE NOT up.created)"
     )
+    # `contact.created` from an import names the contact and the import
+    # (as HubSpot's creation webhooks do); it does not copy a million
+    # contacts into the log: that copy was a fifth of a first import's cost.
+    # `contact.updated` carries its changes as from the API.
     events = (
         "SELECT CASE WHEN up.created THEN 'contact.created' ELSE 'contact.updated' END AS type, "
         "'contact' AS subject_type, up.id::text AS subject_id, "
-        f"CASE WHEN up.created THEN jsonb_build_object('contact', {_contact_json('up')}, "
-        "'source', 'import') ELSE jsonb_build_object('id', up.id, 'email', up.email, "
-        f"'changes', {_changes_sql()}, 'source', 'import') END AS data "
+        "CASE WHEN up.created THEN json_build_object('id', up.id, 'email', up.email, "
+        "'source', 'import', 'import_id', CAST(:import_id AS text)) "
+        "ELSE json_build_object('id', up.id, 'email', up.email, "
+        f"'changes', {_changes_sql()}, 'source', 'import', "
+        "'import_id', CAST(:import_id AS text)) END AS data "
         "FROM up LEFT JOIN old ON old.id = up.id"
     )
     return src + up + old, events
@@ -298,11 +293,20 @@ def subscribe_sql(options: MergeOptions) -> tuple[str, str]:
         "previous_status, source, actor, consent_text) SELECT :ws, contact_id, :list_id, "
         "'subscribed', NULL, 'import', :actor, :consent_text FROM subscribed)"
     )
+    # Without `each_created`, contacts this transaction created (created_at
+    # is the transaction's start) are left to `contact_import.completed`.
+    created_here = (
+        ""
+        if options.each_created
+        else " WHERE NOT EXISTS (SELECT 1 FROM contacts AS x WHERE x.id = t.id "
+        "AND x.created_at = now())"
+    )
     events = (
         "SELECT 'contact.subscribed' AS type, 'contact' AS subject_type, t.id::text AS "
-        "subject_id, jsonb_build_object('id', t.id, 'email', t.email, 'list_id', "
-        "CAST(:list_id AS text), 'status', 'subscribed', 'source', 'import') AS data "
-        "FROM subscribed JOIN targets AS t ON t.id = subscribed.contact_id"
+        "subject_id, json_build_object('id', t.id, 'email', t.email, 'list_id', "
+        "CAST(:list_id AS text), 'status', 'subscribed', 'source', 'import', "
+        "'import_id', CAST(:import_id AS text)) AS data "
+        f"FROM subscribed JOIN targets AS t ON t.id = subscribed.contact_id{created_here}"
     )
     return ctes, events
 
@@ -330,24 +334,52 @@ async def create_stage(session: AsyncSession, fields: Sequence[FieldSpec]) -> No
     await session.execute(
         text(
             f"CREATE TEMPORARY TABLE {EVENTS} (n bigint GENERATED ALWAYS AS IDENTITY, "
-            "type text, subject_type text, subject_id text, data jsonb) ON COMMIT DROP"
+            "type text, subject_type text, subject_id text, data json) ON COMMIT DROP"
         )
     )
 
 
-async def _stage_events(
-    session: AsyncSession, ctes: str, select_sql: str, params: dict[str, Any]
-) -> dict[str, int]:
-    """Run the change in `ctes` and keep the events `select_sql` makes of
-    it in the events table; how many of each type."""
+async def _reject_taken_external_ids(
+    session: AsyncSession, workspace_id: uuid.UUID
+) -> list[RowError]:
+    """Take out of the stage the rows whose external id belongs to another
+    contact of the workspace: each is a rejected row, not a failed chunk.
+    (Two rows of the file with the same external id are caught while
+    reading.)"""
     rows = await session.execute(
         text(
-            f"WITH {ctes}, staged AS (INSERT INTO {EVENTS} (type, subject_type, subject_id, "
-            f"data) {select_sql} RETURNING type) SELECT type, count(*) FROM staged GROUP BY type"
+            f"DELETE FROM {STAGE} AS s WHERE s.external_id IS NOT NULL AND EXISTS ("
+            "SELECT 1 FROM contacts AS x WHERE x.workspace_id = :ws "
+            "AND x.external_id = s.external_id AND x.email_key <> s.email_key) "
+            "RETURNING s.row, s.external_id"
         ),
-        params,
+        {"ws": workspace_id},
     )
-    return {str(kind): int(count) for kind, count in rows}
+    return [
+        RowError(int(row), "external_id", "already belongs to another contact", shown(external))
+        for row, external in rows
+    ]
+
+
+async def _stage_merge(
+    session: AsyncSession, ctes: str, select_sql: str, params: dict[str, Any], *, each: bool
+) -> tuple[int, int, int]:
+    """Run the merge in `ctes` and keep the events of `select_sql` in the
+    events table (`contact.created` only when `each`); how many contacts it
+    created and updated, and how many events it staged."""
+    keep = "" if each else " WHERE e.type <> 'contact.created'"
+    row = (
+        await session.execute(
+            text(
+                f"WITH {ctes}, staged AS (INSERT INTO {EVENTS} (type, subject_type, subject_id, "
+                f"data) SELECT e.type, e.subject_type, e.subject_id, e.data FROM ({select_sql}) "
+                f"AS e{keep} RETURNING 1) SELECT (SELECT count(*) FROM up WHERE up.created), "
+                "(SELECT count(*) FROM up WHERE NOT up.created), (SELECT count(*) FROM staged)"
+            ),
+            params,
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 async def write_staged_events(
@@ -446,14 +478,15 @@ async def merge_chunk(
     )
     await create_stage(session, options.fields)
     await copy_rows(session, copy_data, len(options.fields))
-    params: dict[str, Any] = {"ws": options.workspace_id}
+    counts.rejected = await _reject_taken_external_ids(session, options.workspace_id)
+    rows -= len(counts.rejected)
+    params: dict[str, Any] = {"ws": options.workspace_id, "import_id": options.import_id}
     if options.defaults and options.mode != "update_only":
         params["defaults"] = json.dumps(options.defaults)
     ctes, events = merge_sql(options)
-    written = await _stage_events(session, ctes, events, params)
-    counts.events = sum(written.values())
-    counts.created = written.get("contact.created", 0)
-    counts.updated = written.get("contact.updated", 0)
+    counts.created, counts.updated, counts.events = await _stage_merge(
+        session, ctes, events, params, each=options.each_created
+    )
     if options.mode == "upsert":
         counts.unchanged = rows - counts.created - counts.updated
     elif options.mode == "create_only":
@@ -469,17 +502,22 @@ async def merge_chunk(
         counts.skipped = rows - int(matched)
     if options.list_id is not None:
         ctes, events = subscribe_sql(options)
-        written = await _stage_events(
-            session,
-            ctes,
-            events,
-            {
-                "ws": options.workspace_id,
-                "list_id": options.list_id,
-                "actor": options.actor,
-                "consent_text": options.consent_text,
-            },
-        )
-        counts.subscribed = written.get("contact.subscribed", 0)
-        counts.events += sum(written.values())
+        row = (
+            await session.execute(
+                text(
+                    f"WITH {ctes}, staged AS (INSERT INTO {EVENTS} (type, subject_type, "
+                    f"subject_id, data) {events} RETURNING 1) SELECT "
+                    "(SELECT count(*) FROM subscribed), (SELECT count(*) FROM staged)"
+                ),
+                {
+                    "ws": options.workspace_id,
+                    "import_id": options.import_id,
+                    "list_id": options.list_id,
+                    "actor": options.actor,
+                    "consent_text": options.consent_text,
+                },
+            )
+        ).one()
+        counts.subscribed = int(row[0])
+        counts.events += int(row[1])
     return counts

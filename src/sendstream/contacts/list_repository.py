@@ -369,7 +369,7 @@ class GdprRepository:
                 Event.subject_id == str(contact_id),
             )
             .values(data={"erased": True})
-            .returning(Event.id)
+            .returning(Event.position)
         )
         return len(result.all())
 

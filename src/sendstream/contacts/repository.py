@@ -130,7 +130,7 @@ def _json(rows: Sequence[dict[str, Any]]) -> str:
 _EVENTS_SELECT = (
     "SELECT e.value ->> 'type' AS type, CAST('contact' AS text) AS subject_type, "
     "e.value ->> 'subject_id' AS subject_id, e.value -> 'data' AS data "
-    "FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(value, n) "
+    "FROM json_array_elements(CAST(:events AS json)) WITH ORDINALITY AS e(value, n) "
     "ORDER BY e.n"
 )
 

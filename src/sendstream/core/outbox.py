@@ -65,7 +65,7 @@ MAX_CONSUMER_NAME_LENGTH = 100
 
 @dataclass(frozen=True)
 class EventRecord:
-    id: int
+    # An event is identified by (workspace_id, position).
     workspace_id: uuid.UUID
     # 1, 2, 3 ... per workspace, in commit order, without gaps.
     position: int
@@ -245,7 +245,7 @@ async def write_events_from_select(
     each type were written.
 
     `select_sql` must yield the columns `type`, `subject_type`, `subject_id`
-    (text) and `data` (jsonb); events get consecutive positions in the order
+    (text) and `data` (json or jsonb); events get consecutive positions in the order
     the rows come. `ctes` (`name AS (...), ...`) is put in front, so the
     change and its events can be one statement (`INSERT ... RETURNING` in a
     CTE, events selected from it). Positions are allocated exactly as
@@ -432,7 +432,6 @@ async def read(
 
 def _record(row: Event) -> EventRecord:
     return EventRecord(
-        id=row.id,
         workspace_id=row.workspace_id,
         position=row.position,
         type=row.type,

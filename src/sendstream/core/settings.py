@@ -9,6 +9,7 @@ environment variables (nested groups with `__`, e.g.
 from __future__ import annotations
 
 import os
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -113,6 +114,180 @@ class MailSettings(BaseModel):
     confirmation_ttl_hours: int = 72
 
 
+class DomainLimit(BaseModel):
+    """Limits for one destination domain (`delivery.domain_limits`); a field
+    left unset takes the general `delivery.domain_*` value."""
+
+    # SMTP transactions in flight to the domain at once.
+    concurrency: int | None = Field(default=None, ge=1)
+    # Messages per second to the domain, and the burst a quiet period allows.
+    rate_per_second: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
+
+
+class DeliverySettings(BaseModel):
+    """Sending mail for workspaces. (Several people add to this class: append
+    new fields at the end, each with its default.)"""
+
+    # Our bounce domain: the host whose MX receives bounces. Each sending
+    # domain's return-path subdomain publishes `MX 10 <bounce_domain>`.
+    bounce_domain: str = "bounces.sendstream.localhost"
+    # The SPF record every sending domain includes (`include:<spf_include>`):
+    # it lists the addresses Sendstream sends from.
+    spf_include: str = "spf.sendstream.localhost"
+    # Where a sending domain's tracking subdomain points (CNAME target): the
+    # host serving open pixels and click redirects.
+    tracking_host: str = "track.sendstream.localhost"
+    # Address for DMARC aggregate reports in the suggested DMARC record
+    # (`rua=mailto:...`); None suggests a record without reports.
+    dmarc_rua: str | None = None
+    # Subdomain labels created under each new sending domain (kept per
+    # domain: changing them affects domains registered afterwards).
+    return_path_subdomain: str = "bounces"
+    tracking_subdomain: str = "track"
+    # Resolver for domain verification checks; an empty list uses the
+    # system's (/etc/resolv.conf). `dns_timeout`: seconds one DNS question
+    # may take, retries included, before its record is reported as `error`.
+    dns_nameservers: list[str] = Field(default_factory=list)
+    dns_port: int = 53
+    dns_timeout: float = 5.0
+    # Send from a domain that is registered but not verified, or (unsigned)
+    # from one not registered at all. None: allowed only when `environment`
+    # is "development", so local tries work and production refuses.
+    allow_unverified_domains: bool | None = None
+    # --- the send API and the delivery loop (docs/sending.md)
+    # Largest attachment and largest total of a message's attachments, in
+    # bytes once decoded; the send routes accept bodies big enough for them.
+    max_attachment_bytes: int = 10_485_760
+    max_attachments_total_bytes: int = 20_971_520
+    # Message rows one send request may queue (each `to` address is a row).
+    max_messages_per_request: int = 1000
+    # How far ahead `send_at` may schedule a message.
+    max_schedule_days: int = 30
+    # Messages one delivery process holds at once: claimed, in an SMTP
+    # transaction, or sent with the outcome not yet written. After a crash
+    # at most this many per process can be sent twice.
+    worker_concurrency: int = 100
+    # Messages claimed per round trip.
+    worker_batch_size: int = 100
+    # Seconds a claimed message stays leased; heartbeats extend it while the
+    # worker lives, so only a dead worker's messages are taken over.
+    lease_seconds: float = 60.0
+    # Fallback wake-up when no NOTIFY arrives (scheduled messages come due).
+    poll_interval: float = 2.0
+    # Retries after a 4xx or a network error: the first after about this
+    # many seconds, doubling up to `retry_max_seconds` (each +-20% jitter),
+    # until `max_retry_hours` after the message was first due; then `failed`.
+    retry_first_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    max_retry_hours: float = 72.0
+    # Seconds a worker reuses a workspace's DKIM keys and a template
+    # version's compiled renderer before asking the database again.
+    signing_key_cache_seconds: float = 60.0
+    renderer_cache_seconds: float = 30.0
+    # On SIGTERM, seconds in-flight SMTP transactions get to finish.
+    shutdown_grace_seconds: float = 30.0
+    # --- the SMTP transport (docs/smtp-relays.md); the relays are `smtp_url`.
+    # Seconds to open a connection and read the greeting (implicit TLS included).
+    smtp_connect_timeout: float = 10.0
+    # Seconds to wait for the reply to one command (EHLO, STARTTLS, AUTH,
+    # MAIL, RCPT, DATA, RSET).
+    smtp_command_timeout: float = 30.0
+    # Seconds to wait for the reply after the message's final dot (the relay
+    # may scan the message before it answers).
+    smtp_data_timeout: float = 120.0
+    # Connections per relay and worker process (a relay URL's
+    # `max_connections` overrides it).
+    smtp_max_connections: int = Field(default=10, ge=1)
+    # Seconds an unused pooled connection stays open.
+    smtp_idle_timeout: float = 30.0
+    # Messages sent over one connection before it is closed and replaced.
+    smtp_max_messages_per_connection: int = Field(default=1000, ge=1)
+    # Seconds a relay that refused a connection or timed out is skipped;
+    # doubled on each further failure in a row, up to the maximum.
+    smtp_relay_backoff_seconds: float = 5.0
+    smtp_relay_backoff_max_seconds: float = 300.0
+    # Name given in EHLO; None: this host's fully qualified name.
+    smtp_helo_name: str | None = None
+    # Per destination (recipient) domain and worker process: SMTP
+    # transactions in flight, and messages per second (None: no rate limit;
+    # burst None: one second's worth). `domain_limits` overrides both per
+    # domain, e.g. {"gmail.com": {"concurrency": 10, "rate_per_second": 50}};
+    # an entry also covers the domain's subdomains.
+    domain_concurrency: int = Field(default=20, ge=1)
+    domain_rate_per_second: float | None = Field(default=None, gt=0)
+    domain_burst: int | None = Field(default=None, ge=1)
+    domain_limits: dict[str, DomainLimit] = Field(default_factory=dict)
+    # Messages per second one workspace may send, per worker process (None:
+    # unlimited; burst None: one second's worth).
+    workspace_rate_per_second: float | None = Field(default=None, gt=0)
+    workspace_burst: int | None = Field(default=None, ge=1)
+
+
+class TemplateSettings(BaseModel):
+    """Limits of template rendering (see docs/templates.md)."""
+
+    # Milliseconds one message's render (every part together) may take; past
+    # it the render stops with `template_render_limit`.
+    render_timeout_ms: int = 200
+    # Largest rendered part (subject, HTML or text), in bytes.
+    max_output_bytes: int = 2_097_152
+    # Largest source of one field (subject, html, text, mjml) a version may hold.
+    max_source_bytes: int = 524_288
+    # Largest `range()` a template may build.
+    max_range: int = 10_000
+    # Compiled templates kept per process (least recently used go first).
+    cache_size: int = 256
+    # Locale and zone of the date and money filters when the contact has none.
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+
+
+class TrackingSettings(BaseModel):
+    """Open and click tracking, unsubscribe links and the preference page
+    (see docs/tracking.md)."""
+
+    # Base URL of tracking and unsubscribe links (`https://track.example.com`);
+    # falls back to `api.public_url`, then to http://<api.host>:<api.port>.
+    # RFC 8058 one-click unsubscribe needs HTTPS in production.
+    base_url: str | None = None
+    # Domain of the `mailto:` address in List-Unsubscribe; None uses
+    # `delivery.bounce_domain`.
+    mailto_domain: str | None = None
+    # Tracking (opens and clicks) for workspaces not named in `workspaces`.
+    enabled: bool = True
+    # Per-workspace switch by workspace id, e.g. {"<uuid>": false}: overrides `enabled`.
+    workspaces: dict[uuid.UUID, bool] = Field(default_factory=dict)
+    # Streams whose messages may be tracked; a message of another stream is
+    # never rewritten, whatever its own flags say.
+    streams: list[str] = Field(default_factory=lambda: ["transactional", "marketing"])
+    # Seconds after `sent_at` within which a hit is taken for a machine
+    # (security gateways fetch and follow everything on arrival).
+    open_scanner_seconds: float = 2.0
+    click_scanner_seconds: float = 10.0
+    # Add a hidden link that only machines follow; a hit on it is labelled.
+    trap_link: bool = True
+    # Keep the client's IP address in open and click events (off: privacy).
+    record_client_ip: bool = False
+    # Networks (CIDR) and user-agent fragments (case-insensitive) to treat as
+    # machines, on top of the bundled lists in tracking/bots.py.
+    extra_scanner_networks: list[str] = Field(default_factory=list)
+    extra_scanner_user_agents: list[str] = Field(default_factory=list)
+    # Apple Mail Privacy Protection egress networks on top of the bundled
+    # ones (Apple publishes its relay egress ranges).
+    extra_apple_proxy_networks: list[str] = Field(default_factory=list)
+
+
+class ImportSettings(BaseModel):
+    """Contact imports (see docs/import-export.md)."""
+
+    # A command-line import (no job runs it) that is queued or running with no
+    # committed progress for this many minutes is shown as `stalled`: its
+    # process most likely died; `sendstream contacts import FILE --resume ID`
+    # continues it.
+    stalled_after_minutes: float = 2.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENDSTREAM_",
@@ -126,6 +301,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # Redis URL; when set, rate limit buckets are shared by every server process.
     redis_url: str | None = None
+    # SMTP relays for workspace mail: one or more comma-separated
+    # `smtp://user:pass@host:587?starttls=true` / `smtps://...` URLs (see
+    # docs/smtp-relays.md). Unset: the capture transport keeps every message
+    # instead of sending it (local development).
+    smtp_url: str | None = None
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
@@ -134,6 +314,10 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    templates: TemplateSettings = Field(default_factory=TemplateSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,11 @@ from sendstream.models import (  # noqa: F401
     field,
     idempotency,
     job,
+    message,
+    sending_domain,
     suppression,
+    template,
+    template_version,
     user,
     workspace,
 )

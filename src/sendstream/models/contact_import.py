@@ -41,6 +41,8 @@ class ContactImport(UUIDPrimaryKey, Timestamps, Base):
     format: Mapped[str] = mapped_column(String(8))
     # upsert | create_only | update_only
     mode: Mapped[str] = mapped_column(String(16))
+    # summary | each: how the contacts it creates are announced (ImportEvents).
+    events: Mapped[str] = mapped_column(String(8), server_default="summary")
     list_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
     # Column (or JSON key) -> field key, or "-" to ignore the column.
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, func
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,7 +20,6 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("uq_events_workspace_id_position", "workspace_id", "position", unique=True),
         Index("ix_events_workspace_id_type_position", "workspace_id", "type", "position"),
         # A contact's (or message's) timeline, newest first.
         Index(
@@ -32,15 +31,21 @@ class Event(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(BigInteger)
-    type: Mapped[str] = mapped_column(String(100))
+    # No foreign key to `workspaces`: every writer locks the workspace's
+    # `EventCounter` row (which has one) in the same transaction, and a
+    # per-row check on the busiest table of all costs bulk writers ~10%.
+    workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Identifiers compare bytewise: cheaper, and no locale can reorder them.
+    type: Mapped[str] = mapped_column(String(100, collation="C"))
     occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # The ids an event is about, for filtering without reading `data`.
-    subject_type: Mapped[str | None] = mapped_column(String(50))
-    subject_id: Mapped[str | None] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    subject_type: Mapped[str | None] = mapped_column(String(50, collation="C"))
+    subject_id: Mapped[str | None] = mapped_column(String(64, collation="C"))
+    # `json`, not `jsonb`: stored as written (keys in order, no binary
+    # re-encoding on every insert) and sent on as it is; nothing queries
+    # inside it.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, server_default=text("'{}'::json"))
 
 
 class EventCounter(Base):
