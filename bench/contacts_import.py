@@ -2,15 +2,20 @@
 then the same file with 10% of the rows changed (the update path).
 
     .venv/bin/python bench/contacts_import.py [--rows 1000000] [--chunk-rows 20000] [--lanes 2]
+        [--events summary|each]
 
 Creates a scratch database on the PostgreSQL service (BENCH_DATABASE_URL,
-default postgresql://postgres@127.0.0.1:5432/postgres), migrates it, and
-drops it at the end. The CSV has email, first and last name, 5 custom fields
-(enum, number, date, boolean, text) and 2 tags; it is written to a temporary
-folder first (outside the timing). Each phase runs the import exactly as
-`sendstream contacts import` does (same service code, in-process, one
-transaction per chunk, events for every created or changed contact); the
-time is from start to the import's completion, file detection included.
+default postgresql://postgres@127.0.0.1:5432/postgres; an embedded server
+when the service does not answer), migrates it, and drops it at the end.
+The CSV has email, first and last name, 5 custom fields (enum, number, date,
+boolean, text) and 2 tags; it is written to a temporary folder first
+(outside the timing). Each phase runs the import exactly as `sendstream
+contacts import` does (same service code, in-process, one transaction per
+chunk, one event per changed contact); the time is from start to the
+import's completion, file detection included. `--events` is the import's
+`events` option: `summary` (the default, as for the API and the CLI)
+announces the contacts it creates in one `contact_import.completed`, `each`
+also writes one `contact.created` per contact.
 
 Goals on the 2-core machine: >= 50,000 rows/s first import, >= 25,000 rows/s
 update import, peak RSS < 300 MB. The last line printed is one flat JSON object.
@@ -25,18 +30,15 @@ import os
 import platform
 import random
 import resource
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import make_url
+from support import drop_database, fresh_database, log, server_admin_url, sqlalchemy_url
 
-SERVICE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PLANS = ("free", "pro", "team")
 FIELDS = (
     ("plan", "enum", json.dumps(PLANS)),
@@ -45,10 +47,6 @@ FIELDS = (
     ("vip", "boolean", None),
     ("city", "text", None),
 )
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def write_csv(path: Path, rows: int, *, changed_every: int | None = None) -> int:
@@ -78,23 +76,9 @@ def write_csv(path: Path, rows: int, *, changed_every: int | None = None) -> int
     return changed
 
 
-def fresh_database(admin: str, name: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_url(admin).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-async def run(url: str, first: Path, second: Path, chunk_rows: int, lanes: int) -> dict[str, Any]:
+async def run(
+    url: str, first: Path, second: Path, chunk_rows: int, lanes: int, events: str
+) -> dict[str, Any]:
     import sendstream.models.all  # noqa: F401  (every table known to the ORM)
     from sendstream.contacts.imports import import_service
     from sendstream.core import migrate
@@ -133,7 +117,11 @@ async def run(url: str, first: Path, second: Path, chunk_rows: int, lanes: int) 
         with path.open("rb") as source:
             async with db.session() as session:
                 begun = await import_service.start_local(
-                    session, workspace_id, source=source, filename=path.name
+                    session,
+                    workspace_id,
+                    source=source,
+                    filename=path.name,
+                    events="each" if events == "each" else "summary",
                 )
                 begun.chunk_rows = chunk_rows
             async with db.session() as session:
@@ -151,7 +139,6 @@ async def run(url: str, first: Path, second: Path, chunk_rows: int, lanes: int) 
         async with db.engine.connect() as conn:
             from sqlalchemy import text
 
-            version = await conn.scalar(text("SHOW server_version"))
             events = await conn.scalar(text("SELECT count(*) FROM events"))
     finally:
         await db.dispose()
@@ -160,7 +147,6 @@ async def run(url: str, first: Path, second: Path, chunk_rows: int, lanes: int) 
         "first_seconds": first_seconds,
         "second": second_done,
         "second_seconds": second_seconds,
-        "server": f"PostgreSQL {version}",
         "events": events,
     }
 
@@ -172,6 +158,12 @@ def main() -> None:
     parser.add_argument(
         "--lanes", type=int, default=2, help="connections merging chunks (1: one at a time)"
     )
+    parser.add_argument(
+        "--events",
+        choices=("summary", "each"),
+        default="summary",
+        help="how the import announces the contacts it creates (the import's `events`)",
+    )
     args = parser.parse_args()
     name = f"sendstream_bench_import_{os.getpid()}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,11 +172,12 @@ def main() -> None:
         write_csv(first, args.rows)
         changed = write_csv(second, args.rows, changed_every=10)
         log(f"file: {first.stat().st_size / 1e6:.0f} MB")
-        url = fresh_database(SERVICE_URL, name)
+        admin, server = server_admin_url(Path(tmp))
+        url = sqlalchemy_url(fresh_database(admin, name))
         try:
-            result = asyncio.run(run(url, first, second, args.chunk_rows, args.lanes))
+            result = asyncio.run(run(url, first, second, args.chunk_rows, args.lanes, args.events))
         finally:
-            drop_database(SERVICE_URL, name)
+            drop_database(admin, name)
     first_done, second_done = result["first"], result["second"]
     assert first_done.status == "completed", first_done.error
     assert second_done.status == "completed", second_done.error
@@ -206,9 +199,10 @@ def main() -> None:
                 "update_import_seconds": round(result["second_seconds"], 2),
                 "rows_changed": changed,
                 "events_written": result["events"],
+                "events": args.events,
                 "chunk_rows": args.chunk_rows,
                 "lanes": args.lanes,
-                "server": result["server"],
+                "server": server,
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
             }

@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.cli",
     "tests.fixtures.smtp",
     "tests.fixtures.dns",
+    "tests.fixtures.smtp_servers",
 ]
 
 

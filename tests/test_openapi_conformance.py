@@ -141,6 +141,32 @@ SEMANTIC_REJECTIONS = {
     "template_undefined_variable",
     "template_render_limit",
     "template_render_error",
+    # The send API: addresses, headers, attachments and content checked the
+    # way the MIME builder and the workspace's own templates, sending
+    # domains, lists and suppressions see them.
+    "invalid_address",
+    "recipient_suppressed",
+    "header_injection",
+    "reserved_header",
+    "invalid_header",
+    "attachment_too_large",
+    "invalid_attachment",
+    "content_required",
+    "content_conflict",
+    "from_required",
+    "send_at_too_far",
+    "list_not_found",
+    "invalid_data",
+    "too_many_messages",
+    "request_too_large",
+    "data_too_large",
+    "template_not_found",
+    "template_version_not_found",
+    "template_archived",
+    "template_not_sendable",
+    "template_has_no_active_version",
+    "unknown_sending_domain",
+    "domain_not_verified",
 }
 
 

@@ -32,6 +32,11 @@ from sendstream.contacts.field_service import field_service
 from sendstream.contacts.lists import list_service, subscription_service
 from sendstream.contacts.schemas import ContactCreate, FieldCreate
 from sendstream.contacts.service import contact_service
+from sendstream.contacts.suppression_service import (
+    address_target,
+    domain_target,
+    suppression_service,
+)
 from sendstream.core.db import Database
 from sendstream.core.jobs.queue import enqueue
 from sendstream.delivery.domain_service import domain_service
@@ -42,7 +47,9 @@ from sendstream.models.contact_import import ContactImport
 from sendstream.models.contact_list import ContactList
 from sendstream.models.field import Field
 from sendstream.models.job import Job
+from sendstream.models.message import CapturedMessage, Message
 from sendstream.models.sending_domain import SendingDomain
+from sendstream.models.suppression import Suppression
 from sendstream.models.template import Template
 from sendstream.models.user import User
 from sendstream.templates.schemas import TemplateCreate
@@ -169,6 +176,53 @@ async def _template(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     return Owned({"template_id": str(created.id), "number": "1"}, Template, created.id)
 
 
+async def _suppressed_address(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A suppressed address: the routes under /v1/suppressions/{address}."""
+    target = address_target(f"{uuid.uuid4().hex[:8]}@a.example")
+    await suppression_service.add_suppression(
+        session, workspace_id, target, reason="manual", source="api"
+    )
+    return Owned({"address": target.label}, Suppression, (workspace_id, target.key_hash))
+
+
+async def _suppressed_domain(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    target = domain_target(f"{uuid.uuid4().hex[:8]}.a.example")
+    await suppression_service.add_suppression(
+        session, workspace_id, target, reason="manual", source="api"
+    )
+    return Owned({"domain": target.label[1:]}, Suppression, (workspace_id, target.key_hash))
+
+
+async def _message(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A sent message with its captured copy, so /v1/messages/{id}/raw
+    answers for A."""
+    message = Message(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        stream="transactional",
+        status="sent",
+        from_email="news@a.example",
+        to_email="ada@a.example",
+        to_email_key="ada@a.example",
+        message_id_header=f"<{uuid.uuid4().hex}@a.example>",
+        subject="Hi",
+        text="Hello",
+    )
+    session.add(message)
+    await session.flush()
+    session.add(
+        CapturedMessage(
+            message_id=message.id,
+            workspace_id=workspace_id,
+            mail_from="bounces@a.example",
+            recipients=["ada@a.example"],
+            raw=b"Subject: Hi\r\n\r\nHello\r\n",
+        )
+    )
+    await session.flush()
+    return Owned({"message_id": str(message.id)}, Message, message.id)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -183,6 +237,9 @@ FACTORIES: dict[str, Factory] = {
     "/v1/contacts/imports/{import_id}": _contact_import,
     "/v1/domains/{domain_id}": _sending_domain,
     "/v1/templates/{template_id}": _template,
+    "/v1/messages/{message_id:uuid}": _message,
+    "/v1/suppressions/{address}": _suppressed_address,
+    "/v1/suppressions/domains/{domain}": _suppressed_domain,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from sendstream.contacts.router import router as contacts_router
 from sendstream.delivery.domain_router import router as domains_router
+from sendstream.delivery.message_router import router as messages_router
 from sendstream.jobs.router import router as jobs_router
 from sendstream.templates.router import router as templates_router
 from sendstream.workspaces.router import router as workspaces_router
@@ -16,3 +17,4 @@ api_router.include_router(jobs_router)
 api_router.include_router(contacts_router)
 api_router.include_router(templates_router)
 api_router.include_router(domains_router)
+api_router.include_router(messages_router)

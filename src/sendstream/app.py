@@ -22,6 +22,8 @@ from sendstream.core.http import (
 )
 from sendstream.core.logging import configure_logging
 from sendstream.core.openapi import install_openapi
+from sendstream.delivery.capture_router import router as mailbox_router
+from sendstream.tracking.router import router as tracking_router
 
 DESCRIPTION = """\
 Sendstream's REST API. Authenticate with `Authorization: Bearer <api key>`.
@@ -63,6 +65,10 @@ def create_app(*, manage_database: bool = True) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
+    # Links in mail (pixel, clicks, unsubscribe): public, outside /v1.
+    app.include_router(tracking_router)
+    # The development mailbox (capture transport): /dev/mailbox, HTML.
+    app.include_router(mailbox_router)
 
     # The interactive reference is served from the installed package, not a
     # CDN: a self-hosted install may have no way out to the internet.

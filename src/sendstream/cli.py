@@ -3,12 +3,16 @@ domain adds its own sub-commands from its `cli.py`."""
 
 from __future__ import annotations
 
+import functools
+
 import typer
 
 from sendstream.contacts.cli import contacts_app
+from sendstream.contacts.suppression_cli import suppressions_app
 from sendstream.core import migrate
 from sendstream.core.cli import console, err_console
 from sendstream.core.db import resolve_database_url
+from sendstream.core.jobs.worker import import_task_modules
 from sendstream.core.logging import configure_logging
 from sendstream.core.settings import get_settings
 from sendstream.jobs import cli as jobs_cli
@@ -26,7 +30,27 @@ app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(contacts_app, name="contacts")
-app.command("worker")(jobs_cli.worker)
+app.add_typer(suppressions_app, name="suppressions")
+
+
+@functools.wraps(jobs_cli.worker)
+def worker(
+    processes: int, concurrency: int | None, imports: list[str], metrics_port: int | None
+) -> None:
+    """Run background jobs and the delivery loop until SIGTERM or Ctrl-C."""
+    if processes > 1:
+        # The children run this command with --processes 1.
+        jobs_cli.worker(processes, concurrency, imports, metrics_port)
+        return
+    from sendstream import runner
+
+    configure_logging()
+    import_task_modules(["sendstream.tasks", *imports])
+    runner.worker_process(concurrency=concurrency, metrics_port=metrics_port)
+
+
+worker.__doc__ = "Run background jobs and the delivery loop until SIGTERM or Ctrl-C."
+app.command("worker")(worker)
 
 
 @db_app.command("upgrade")

@@ -1,5 +1,6 @@
-"""Process roles that serve HTTP: `sendstream up` (everything in one process)
-and `sendstream server` (HTTP only)."""
+"""Process roles: `sendstream up` (everything in one process), `sendstream
+server` (HTTP only) and one `sendstream worker` process (jobs and the
+delivery loop)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from sendstream.core import migrate
 from sendstream.core.db import create_database, get_database, install_database
 from sendstream.core.jobs.worker import run_worker
 from sendstream.core.logging import configure_logging, get_logger
+from sendstream.core.metrics import REGISTRY
 from sendstream.core.settings import get_settings
+from sendstream.delivery.worker import run_delivery
 from sendstream.workspaces.service import api_key_service, workspace_service
 
 log = get_logger("sendstream.up")
@@ -116,6 +119,10 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
                     run_worker(imports=["sendstream.tasks"], stop=stop), name="worker"
                 )
             )
+            if settings.delivery.delivery_loop:
+                tasks.append(
+                    asyncio.create_task(run_delivery(database=db, stop=stop), name="delivery")
+                )
         # uvicorn exposes readiness only as a flag.
         while not server.started and not tasks[0].done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -160,3 +167,40 @@ def up(host: str | None = None, port: int | None = None) -> None:
 def server(host: str | None = None, port: int | None = None) -> None:
     api = get_settings().api
     asyncio.run(_serve(all_in_one=False, host=host or api.host, port=port or api.port))
+
+
+def worker_process(*, concurrency: int | None = None, metrics_port: int | None = None) -> None:
+    """One `sendstream worker` process until SIGTERM/SIGINT: the job runner
+    and (unless `delivery.delivery_loop` is off) the delivery loop, stopping
+    together. Task modules must be imported already."""
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=REGISTRY)
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop ships with the server extras
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as loop_runner:
+        loop_runner.run(_work(concurrency))
+
+
+async def _work(concurrency: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(run_worker(concurrency=concurrency, stop=stop), name="jobs")]
+    if get_settings().delivery.delivery_loop:
+        tasks.append(asyncio.create_task(run_delivery(stop=stop), name="delivery"))
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    # Whichever ended first (a signal, or a loop that failed), both stop.
+    stop.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result

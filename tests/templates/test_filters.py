@@ -3,16 +3,45 @@ locales from the contact, and a clear error for values they cannot format."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
+from sendstream.templates import filters
 from sendstream.templates.errors import TemplateRenderError
 from sendstream.templates.render import RenderContext
+from sendstream.templates.sandbox import RenderLimits
 from tests.templates.helpers import compiled, render_text, version
 
 # 23:30 UTC on 1 March is already 2 March in Paris and still 1 March in New York.
 LATE = "2026-03-01T23:30:00Z"
+
+
+class TestLocaleLoading:
+    def test_loading_a_locale_s_data_does_not_count_against_the_time_limit(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Babel reads a locale from disk on its first use; make that slow.
+        real_parse = filters.Locale.parse
+
+        def slow_parse(identifier: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(identifier, str):
+                time.sleep(0.3)
+            return real_parse(identifier, *args, **kwargs)
+
+        monkeypatch.setattr(filters.Locale, "parse", slow_parse)
+        filters._parse_locale.cache_clear()
+        try:
+            main = version(text="{{ t|date('medium', locale='it-IT') }}")
+            rendered = compiled(main, limits=RenderLimits(100, 1_000_000, 1000)).render(
+                RenderContext(data={"t": LATE})
+            )
+        finally:
+            filters._parse_locale.cache_clear()
+
+        assert rendered.text == "1 mar 2026"
 
 
 class TestDates:

@@ -10,4 +10,7 @@
   contact's timeline is the events whose subject is the contact.
 - Erased addresses survive only as keyed hashes in `suppressions`; no write
   brings them back without an explicit new opt-in.
+- The suppression list (`suppression`): addresses and whole domains never
+  mailed, with reason and source; `suppression.suppressed_reasons` answers
+  for a batch of matching keys in one query (delivery calls it).
 """

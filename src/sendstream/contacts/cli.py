@@ -3,7 +3,8 @@
 `contacts import` runs the import in this process (the same service code
 the `contacts.import` job runs, without the queue) over the local file,
 with a progress bar; the database keeps the import row, its counters and
-its error report like any other import."""
+its error report like any other import. No job watches it: if the process
+dies, `--resume IMPORT_ID` continues it (see `imports_resume`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from rich.progress import (
 
 from sendstream.contacts.exports import export_service
 from sendstream.contacts.imports import import_service, parse_mapping, summary
+from sendstream.contacts.imports_resume import resume_cli_import, start_cli_import
 from sendstream.core.cli import console, err_console, run_async
 from sendstream.core.db import get_database
 from sendstream.core.errors import InvalidInput
@@ -52,7 +54,7 @@ class FormatChoice(enum.StrEnum):
     jsonl = "jsonl"
 
 
-async def _workspace_id(slug: str | None) -> uuid.UUID:
+async def workspace_id_for(slug: str | None) -> uuid.UUID:
     """The workspace named by slug, or the only one there is."""
     async with get_database().session() as session:
         if slug is not None:
@@ -96,11 +98,13 @@ def import_contacts(
     mapping: list[str] = typer.Option(  # noqa: B008
         [], "--map", "-m", help="column=field (repeatable); column=- ignores the column."
     ),
-    mode: ModeChoice = typer.Option(ModeChoice.upsert, "--mode", help="What to do per row."),  # noqa: B008
-    events: EventsChoice = typer.Option(  # noqa: B008
-        EventsChoice.summary,
+    mode: ModeChoice | None = typer.Option(  # noqa: B008
+        None, "--mode", help="What to do per row: upsert (default), create_only, update_only."
+    ),
+    events: EventsChoice | None = typer.Option(  # noqa: B008
+        None,
         "--events",
-        help="summary: one contact_import.completed event for the contacts created; "
+        help="summary (default): one contact_import.completed event for the contacts created; "
         "each: also one contact.created per contact.",
     ),
     format: FormatChoice | None = typer.Option(  # noqa: B008
@@ -110,26 +114,56 @@ def import_contacts(
         None, "--consent-text", help="The words the people agreed to (consent records)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the final counts as JSON."),
+    resume: uuid.UUID | None = typer.Option(  # noqa: B008
+        None,
+        "--resume",
+        metavar="IMPORT_ID",
+        help="Continue this import (one whose process died, shown as stalled) after its last "
+        "committed row; FILE must be the file it started with.",
+    ),
 ) -> None:
     """Import contacts from FILE, with a progress bar (rows, rate, ETA)."""
+    given: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("--mode", mode.value if mode else None),
+            ("--events", events.value if events else None),
+            ("--format", format.value if format else None),
+            ("--list", list_ref),
+            ("--map", parse_mapping(mapping) if mapping else None),
+            ("--consent-text", consent_text),
+        )
+        if value is not None
+    }
 
     async def body() -> ContactImport:
-        workspace_id = await _workspace_id(workspace)
+        workspace_id = await workspace_id_for(workspace)
         database = get_database()
         with file.open("rb") as source:
             async with database.session() as session:
-                started = await import_service.start_local(
-                    session,
-                    workspace_id,
-                    source=source,
-                    filename=file.name,
-                    format=format.value if format else None,
-                    mode=mode.value,
-                    events=events.value,
-                    list_ref=list_ref,
-                    mapping=parse_mapping(mapping),
-                    consent_text=consent_text,
-                )
+                if resume is not None:
+                    started = await resume_cli_import(
+                        session, workspace_id, resume, source, given=given
+                    )
+                else:
+                    started = await start_cli_import(
+                        session,
+                        workspace_id,
+                        source=source,
+                        filename=file.name,
+                        format=format.value if format else None,
+                        mode=mode.value if mode else "upsert",
+                        events=events.value if events else "summary",
+                        list_ref=list_ref,
+                        mapping=parse_mapping(mapping),
+                        consent_text=consent_text,
+                    )
+            err_console.print(
+                f"import {started.id}: if this process stops before it completes, continue "
+                f"it with `sendstream contacts import {file} --resume {started.id}`",
+                highlight=False,
+                soft_wrap=True,
+            )
             columns = (
                 TextColumn("[bold]import[/bold]"),
                 BarColumn(),
@@ -141,7 +175,12 @@ def import_contacts(
                 TimeRemainingColumn(),
             )
             with Progress(*columns, console=err_console, disable=as_json) as bar:
-                task = bar.add_task("import", total=None, rate="-")
+                task = bar.add_task(
+                    "import",
+                    total=started.rows_total or None,
+                    completed=started.rows_done,
+                    rate="-",
+                )
 
                 def progress(current: ContactImport) -> None:
                     speed = bar.tasks[0].speed
@@ -187,7 +226,7 @@ def import_errors(
     """Print an import's error report as CSV (row, field, message, value)."""
 
     async def body() -> None:
-        workspace_id = await _workspace_id(workspace)
+        workspace_id = await workspace_id_for(workspace)
         async with get_database().session() as session:
             await import_service.get_import(session, workspace_id, import_id)
         async for data in export_service.stream(export_service.errors_report(import_id)):
@@ -213,7 +252,7 @@ def export_contacts(
     """Export contacts as CSV (custom fields as columns) or JSON lines, streamed."""
 
     async def body() -> int:
-        workspace_id = await _workspace_id(workspace)
+        workspace_id = await workspace_id_for(workspace)
         async with get_database().session() as session:
             export = await export_service.prepare(
                 session,

@@ -135,3 +135,65 @@ class ImportFinished(Conflict):
 
     def __init__(self, import_id: uuid.UUID, status: str) -> None:
         super().__init__(f"Contact import {import_id} already ended ({status}); nothing to cancel.")
+
+
+# --- resumable command-line imports, the suppression list (contacts clean-up)
+
+
+class ImportNotResumable(Conflict):
+    code = "import_not_resumable"
+
+    def __init__(self, import_id: uuid.UUID, why: str) -> None:
+        super().__init__(f"Contact import {import_id} cannot be resumed: {why}.")
+
+
+class ImportFileChanged(Conflict):
+    code = "import_file_changed"
+
+    def __init__(self, import_id: uuid.UUID, what: str) -> None:
+        super().__init__(
+            f"This is not the file contact import {import_id} started with ({what}); resume it "
+            "with that same file, or start a new import."
+        )
+
+
+class ResumeOptionsDiffer(InvalidInput):
+    code = "resume_options_differ"
+
+    def __init__(self, import_id: uuid.UUID, options: list[str]) -> None:
+        super().__init__(
+            f"Contact import {import_id} continues with the options it started with; "
+            f"{', '.join(options)} differ. Leave them out, or start a new import."
+        )
+
+
+class SuppressionNotFound(NotFound):
+    code = "suppression_not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not on this workspace's suppression list.")
+
+
+class SuppressionErased(Conflict):
+    code = "erased_address"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This address was erased at the person's request; its suppression cannot be removed "
+            "here. Only an explicit new opt-in through the API lifts it "
+            '(`"consent": {"explicit_opt_in": true, ...}` on a contact write).'
+        )
+
+
+class InvalidSuppressionAddress(InvalidInput):
+    code = "invalid_email"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"address: not an email address: {why}.")
+
+
+class InvalidSuppressionDomain(InvalidInput):
+    code = "invalid_domain_name"
+
+    def __init__(self, value: str, why: str) -> None:
+        super().__init__(f"domain: {value!r} is not a domain name: {why}.")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.exports import ExportFormat, export_service
 from sendstream.contacts.imports import import_service, parse_mapping, summary
+from sendstream.contacts.imports_resume import is_stalled
 from sendstream.core.http import UnitOfWorkRoute, allow_large_body, get_session
 from sendstream.core.pagination import Page, PageQuery
 from sendstream.core.settings import get_settings
@@ -55,6 +56,11 @@ class ImportRead(BaseModel):
     )
     rows_done: int = Field(description="Rows processed and committed so far.")
     progress: float = Field(description="rows_done / rows_total, 0 to 1.")
+    stalled: bool = Field(
+        description="A command-line import (no job) queued or running with no progress for "
+        "`imports.stalled_after_minutes` (default 2): its process most likely died. Continue it "
+        "with `sendstream contacts import FILE --resume <id>`."
+    )
     created: int
     updated: int
     unchanged: int
@@ -87,10 +93,11 @@ def _read(contact_import: ContactImport) -> ImportRead:
             **{
                 c: getattr(contact_import, c)
                 for c in ImportRead.model_fields
-                if c not in ("file", "progress")
+                if c not in ("file", "progress", "stalled")
             },
             "file": summary(contact_import),
             "progress": round(progress, 4),
+            "stalled": is_stalled(contact_import),
         }
     )
 

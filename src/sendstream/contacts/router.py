@@ -32,8 +32,9 @@ from sendstream.contacts.schemas import (
     TimelinePage,
 )
 from sendstream.contacts.service import contact_service
+from sendstream.contacts.suppression_router import router as suppression_router
 from sendstream.core.errors import InvalidInput
-from sendstream.core.http import UnitOfWorkRoute, get_session
+from sendstream.core.http import UnitOfWorkRoute, get_session, redact_path_in_logs
 from sendstream.core.pagination import PageQuery
 from sendstream.core.types import Timestamp
 from sendstream.workspaces.auth import Principal, require_scope
@@ -44,6 +45,7 @@ router = APIRouter(route_class=UnitOfWorkRoute)
 router.include_router(import_router)
 router.include_router(lists_router)
 router.include_router(gdpr_router)
+router.include_router(suppression_router)
 
 Session = Annotated[AsyncSession, Depends(get_session)]
 ContactId = Annotated[uuid.UUID, Path(description="The contact's id.")]
@@ -169,6 +171,10 @@ async def _upsert(
     )
     response.status_code = 201 if created else 200
     return contact
+
+
+# The address in the path stays out of the access log.
+redact_path_in_logs("/v1/contacts/by-email/{email}")
 
 
 @router.put(

@@ -117,6 +117,28 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+# Route templates (the full path, `/v1/contacts/by-email/{email}`) whose
+# path parameters carry personal data, an email address: the access log
+# writes the template instead of the path, so logs shipped elsewhere and kept
+# for months hold no address (and a GDPR erasure has nothing to chase there).
+# Domains register theirs (`redact_path_in_logs`) so core never names them.
+_REDACTED_PATHS: set[str] = set()
+
+
+def redact_path_in_logs(template: str) -> None:
+    """Log requests to `template` (the full path template, as
+    `route_template` gives it) under the template, never their real path."""
+    _REDACTED_PATHS.add(template)
+
+
+def loggable_path(scope: Scope) -> str:
+    """The request's path for logs and records kept outside the request:
+    the route template when the route was registered with
+    `redact_path_in_logs`, else the real path."""
+    template = route_template(scope)
+    return template if template in _REDACTED_PATHS else str(scope["path"])
+
+
 # --- middleware (pure ASGI: cheaper than BaseHTTPMiddleware, streams untouched)
 
 
@@ -163,7 +185,7 @@ class RequestContextMiddleware:
             log.info(
                 "http.request",
                 method=scope["method"],
-                path=scope["path"],
+                path=loggable_path(scope),
                 route=template,
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),

@@ -160,8 +160,13 @@ class DeliverySettings(BaseModel):
     # bytes once decoded; the send routes accept bodies big enough for them.
     max_attachment_bytes: int = 10_485_760
     max_attachments_total_bytes: int = 20_971_520
-    # Message rows one send request may queue (each `to` address is a row).
+    # Message rows one send request may queue (each `to` address is a row),
+    # and the bytes of content (inline subject/html/text and template data,
+    # counted once per row) it may store; attachments are stored once and
+    # not counted here. Per message, template data is limited too.
     max_messages_per_request: int = 1000
+    max_request_content_bytes: int = 52_428_800
+    max_data_bytes: int = 65_536
     # How far ahead `send_at` may schedule a message.
     max_schedule_days: int = 30
     # Messages one delivery process holds at once: claimed, in an SMTP
@@ -222,6 +227,9 @@ class DeliverySettings(BaseModel):
     # unlimited; burst None: one second's worth).
     workspace_rate_per_second: float | None = Field(default=None, gt=0)
     workspace_burst: int | None = Field(default=None, ge=1)
+    # Run the delivery loop in `sendstream worker` and `sendstream up`
+    # processes (off: a worker that only runs jobs).
+    delivery_loop: bool = True
 
 
 class TemplateSettings(BaseModel):

@@ -55,6 +55,9 @@ class ContactImport(UUIDPrimaryKey, Timestamps, Base):
     delimiter: Mapped[str | None] = mapped_column(String(4))
     compression: Mapped[str | None] = mapped_column(String(8))
     bytes_total: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Command-line imports: SHA-256 of the file's first MiB, recorded with
+    # `bytes_total` (its size) at start, so `--resume` refuses another file.
+    head_sha256: Mapped[str | None] = mapped_column(String(64))
     chunk_rows: Mapped[int] = mapped_column(Integer, server_default="20000")
     # An estimate (line count) until the import completes, then exact.
     rows_total: Mapped[int | None] = mapped_column(BigInteger)

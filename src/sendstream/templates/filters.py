@@ -29,6 +29,8 @@ from babel.numbers import format_currency, format_decimal
 from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
+from sendstream.templates.deadline import outside_deadline
+
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 FALLBACK_LOCALE = "en"
 
@@ -39,7 +41,12 @@ class FilterError(ValueError):
 
 @lru_cache(maxsize=512)
 def _parse_locale(tag: str) -> Locale:
-    return Locale.parse(tag.replace("-", "_"))
+    # Babel reads a locale's data from disk on first use (tens to hundreds of
+    # milliseconds): load it here, once, outside the render's time limit.
+    with outside_deadline():
+        locale = Locale.parse(tag.replace("-", "_"))
+        _ = locale.datetime_formats, locale.time_zones, locale.currency_formats
+    return locale
 
 
 def parse_locale(tag: str) -> Locale:

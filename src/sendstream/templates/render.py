@@ -39,6 +39,7 @@ from markupsafe import Markup
 
 from sendstream.core.settings import TemplateSettings, get_settings
 from sendstream.templates import css, diagnostics
+from sendstream.templates.deadline import LimitExceeded, check_deadline, deadline
 from sendstream.templates.diagnostics import SourceInfo
 from sendstream.templates.errors import (
     TemplateReferenceInvalid,
@@ -50,13 +51,7 @@ from sendstream.templates.errors import (
 )
 from sendstream.templates.filters import FilterError
 from sendstream.templates.html_text import html_to_text
-from sendstream.templates.sandbox import (
-    LimitExceeded,
-    RenderLimits,
-    SendstreamSandbox,
-    check_deadline,
-    deadline,
-)
+from sendstream.templates.sandbox import RenderLimits, SendstreamSandbox
 from sendstream.templates.validation import parse, references
 
 LAYOUT_PLACEHOLDER = Markup("<p>[content: the template's HTML goes here]</p>")

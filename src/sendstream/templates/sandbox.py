@@ -28,10 +28,7 @@ A limit raises `LimitExceeded`, which `render.py` turns into
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeGuard, cast
@@ -44,6 +41,7 @@ from jinja2.visitor import NodeTransformer
 
 from sendstream.core.settings import TemplateSettings
 from sendstream.templates import filters as template_filters
+from sendstream.templates.deadline import LimitExceeded, check_deadline
 
 # Integers a template may build by `*` or `**`, in bits (about 30,000 digits).
 MAX_INT_BITS = 100_000
@@ -66,29 +64,6 @@ class RenderLimits:
     @classmethod
     def from_settings(cls, settings: TemplateSettings) -> RenderLimits:
         return cls(settings.render_timeout_ms, settings.max_output_bytes, settings.max_range)
-
-
-class LimitExceeded(Exception):
-    """A render went past one of its limits (raised inside Jinja)."""
-
-
-_DEADLINE: ContextVar[float | None] = ContextVar("sendstream_template_deadline", default=None)
-
-
-@contextmanager
-def deadline(timeout_ms: int) -> Iterator[None]:
-    """Every guard in this block fails once `timeout_ms` have passed."""
-    token = _DEADLINE.set(time.monotonic() + timeout_ms / 1000)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
-
-
-def check_deadline() -> None:
-    limit = _DEADLINE.get()
-    if limit is not None and time.monotonic() > limit:
-        raise LimitExceeded("the render took longer than its time limit")
 
 
 def estimated_size(value: Any, limit: int) -> int:

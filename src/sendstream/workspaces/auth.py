@@ -35,6 +35,7 @@ from sendstream.core.http import (
     add_commit_hook,
     client_ip,
     get_session,
+    loggable_path,
     request_id,
     route_template,
 )
@@ -101,7 +102,7 @@ def _audit_hook(request: Request, principal: Principal) -> Any:
             actor_type="api_key",
             actor_id=str(principal.api_key_id) if principal.api_key_id else None,
             action=action,
-            target=request.url.path,
+            target=loggable_path(request.scope),
             status=response.status_code,
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
