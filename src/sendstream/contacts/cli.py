@@ -29,7 +29,7 @@ from rich.progress import (
 from sendstream.contacts.exports import export_service
 from sendstream.contacts.imports import import_service, parse_mapping, summary
 from sendstream.contacts.imports_resume import resume_cli_import, start_cli_import
-from sendstream.core.cli import console, err_console, run_async
+from sendstream.core.cli import console, err_console, run_async, write_chunks
 from sendstream.core.db import get_database
 from sendstream.core.errors import InvalidInput
 from sendstream.models.contact_import import ContactImport
@@ -262,18 +262,7 @@ def export_contacts(
                 status=status,
                 tag=tag,
             )
-        written = 0
-        target = output.open("wb") if output else sys.stdout.buffer
-        try:
-            async for data in export_service.stream(export):
-                target.write(data)
-                written += len(data)
-        finally:
-            if output:
-                target.close()
-            else:
-                target.flush()
-        return written
+        return await write_chunks(export_service.stream(export), output)
 
     written = run_async(body)
     if output:

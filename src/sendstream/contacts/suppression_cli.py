@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import getpass
-import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +25,7 @@ from sendstream.contacts.suppression_service import (
     domain_target,
     suppression_service,
 )
-from sendstream.core.cli import console, err_console, print_json, run_async
+from sendstream.core.cli import console, err_console, print_json, run_async, write_chunks
 from sendstream.core.db import get_database
 from sendstream.core.errors import SendstreamError
 from sendstream.core.pagination import PageParams
@@ -211,18 +210,7 @@ def export_suppressions(
         export = suppression_service.prepare_export(
             workspace_id, reason=reason.value if reason else None
         )
-        written = 0
-        target = output.open("wb") if output else sys.stdout.buffer
-        try:
-            async for data in export_service.stream(export):
-                target.write(data)
-                written += len(data)
-        finally:
-            if output:
-                target.close()
-            else:
-                target.flush()
-        return written
+        return await write_chunks(export_service.stream(export), output)
 
     written = run_async(body)
     if output:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -48,3 +49,20 @@ def print_json(value: Any) -> None:
 
 
 AsyncBody = Callable[[], Awaitable[None]]
+
+
+async def write_chunks(chunks: AsyncIterator[bytes], output: Path | None) -> int:
+    """Write a streamed export to `output`, or to standard output when it is
+    None; the number of bytes written."""
+    written = 0
+    target = output.open("wb") if output else sys.stdout.buffer
+    try:
+        async for data in chunks:
+            target.write(data)
+            written += len(data)
+    finally:
+        if output:
+            target.close()
+        else:
+            target.flush()
+    return written

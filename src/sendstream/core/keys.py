@@ -33,7 +33,8 @@ class MasterKeyMissing(RuntimeError):
     pass
 
 
-def _decode(value: str, where: str) -> bytes:
+def decode_master_key(value: str, where: str) -> bytes:
+    """A master key from its base64 text (`where` names its source in the error)."""
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -53,14 +54,14 @@ def _from_file(path: Path) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode() + "\n")
-    return _decode(path.read_text(), str(path))
+    return decode_master_key(path.read_text(), str(path))
 
 
 def master_key(settings: Settings | None = None) -> bytes:
     settings = settings or get_settings()
     configured = settings.security.master_key
     if configured is not None:
-        return _decode(configured.get_secret_value(), "SENDSTREAM_SECURITY__MASTER_KEY")
+        return decode_master_key(configured.get_secret_value(), "SENDSTREAM_SECURITY__MASTER_KEY")
     if settings.environment == "production":
         raise MasterKeyMissing(
             "SENDSTREAM_SECURITY__MASTER_KEY is not set; production needs a master key "

@@ -24,8 +24,6 @@ secrets than a Sendstream installation holds.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sendstream.core.keys import MASTER_KEY_BYTES, MasterKeyMissing, master_key
+from sendstream.core.keys import decode_master_key, master_key
 from sendstream.core.settings import Settings, get_settings
 
 VERSION = 1
@@ -91,19 +89,6 @@ def _key_for(master: bytes) -> _Key:
     )
 
 
-def _previous_master(value: str, position: int) -> bytes:
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != MASTER_KEY_BYTES:
-        raise MasterKeyMissing(
-            f"SENDSTREAM_SECURITY__PREVIOUS_KEYS[{position}]: a previous master key must be "
-            f"{MASTER_KEY_BYTES} bytes in base64, like the master key it was."
-        )
-    return raw
-
-
 def _current(settings: Settings) -> _Key:
     return _key_for(master_key(settings))
 
@@ -112,7 +97,13 @@ def _all_keys(settings: Settings) -> list[_Key]:
     """The current key first, then the previous ones in configured order."""
     keys = [_current(settings)]
     for position, secret in enumerate(settings.security.previous_keys):
-        keys.append(_key_for(_previous_master(secret.get_secret_value(), position)))
+        keys.append(
+            _key_for(
+                decode_master_key(
+                    secret.get_secret_value(), f"SENDSTREAM_SECURITY__PREVIOUS_KEYS[{position}]"
+                )
+            )
+        )
     return keys
 
 
