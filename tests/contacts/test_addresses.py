@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sendstream.contacts.addresses import InvalidAddress, normalize_address
@@ -27,6 +27,9 @@ def _reference(address: str) -> str | None:
 class TestNormalizeAddress:
     @settings(max_examples=500, deadline=None)
     @given(local=_LOCAL, domain=_DOMAIN)
+    # Found by this property: "--" in a label's third and fourth places is
+    # reserved by IDNA, so the fast path must not accept it.
+    @example(local="0", domain="0.xx--x")
     def test_accepts_exactly_what_email_validator_accepts_with_the_same_key(
         self, local: str, domain: str
     ) -> None:

@@ -275,6 +275,47 @@ class TestRefusals:
         response = await send(client, sender, inline(stream="transactional"))
         assert response.status_code == 202, response.text
 
+    async def test_a_contact_unsubscribed_through_the_api_gets_no_marketing_mail(
+        self, client: httpx.AsyncClient, sender: Actor, db: Database
+    ) -> None:
+        made = await client.post(
+            "/v1/contacts",
+            headers=sender.headers,
+            json={"email": "Ada@Example.com", "status": "unsubscribed"},
+        )
+        assert made.status_code == 201, made.text
+
+        detail = await refused(
+            client, sender, db, inline(stream="marketing"), "recipient_suppressed"
+        )
+        assert "unsubscribed" in detail
+        response = await send(client, sender, inline(stream="transactional"))
+        assert response.status_code == 202, response.text
+
+    async def test_setting_a_contact_active_again_lifts_an_unsubscribe_link_s_entry(
+        self, client: httpx.AsyncClient, sender: Actor, db: Database
+    ) -> None:
+        made = await client.post(
+            "/v1/contacts", headers=sender.headers, json={"email": "ada@example.com"}
+        )
+        assert made.status_code == 201, made.text
+        contact_id = made.json()["id"]
+        async with db.session() as session:
+            await suppress(session, sender.workspace_id, "ada@example.com", "unsubscribed")
+        unsubscribed = await client.patch(
+            f"/v1/contacts/{contact_id}", headers=sender.headers, json={"status": "unsubscribed"}
+        )
+        assert unsubscribed.status_code == 200, unsubscribed.text
+        await refused(client, sender, db, inline(stream="marketing"), "recipient_suppressed")
+
+        again = await client.patch(
+            f"/v1/contacts/{contact_id}", headers=sender.headers, json={"status": "active"}
+        )
+        assert again.status_code == 200, again.text
+
+        response = await send(client, sender, inline(stream="marketing"))
+        assert response.status_code == 202, response.text
+
     @pytest.mark.parametrize("reason", ["bounced", "complained", "erased", "manual"])
     async def test_transactional_mail_never_passes_other_suppressions(
         self, client: httpx.AsyncClient, sender: Actor, db: Database, reason: str

@@ -53,8 +53,9 @@ def normalize_address(raw: str) -> Address:
         raise InvalidAddress(f"the address is longer than {MAX_ADDRESS_LENGTH} characters")
     match = _FAST.match(text)
     # The fast pattern is ASCII only, so lower-casing the whole address is
-    # lower-casing both parts.
-    if match is not None and match.end(1) <= 64:
+    # lower-casing both parts. A domain with "--" (reserved in IDNA labels'
+    # third and fourth places, punycode `xn--`) takes the slow path.
+    if match is not None and match.end(1) <= 64 and "--" not in match.group(2):
         return Address(text, text.lower())
     return _slow_path(text)
 

@@ -50,7 +50,12 @@ from sendstream.contacts.schemas import (
     ContactUpsert,
     TimelineEntry,
 )
-from sendstream.contacts.suppression import address_hashes, erased_hashes, lift_erasure
+from sendstream.contacts.suppression import (
+    address_hashes,
+    erased_hashes,
+    lift_erasure,
+    lift_unsubscribes,
+)
 from sendstream.contacts.values import check_value
 from sendstream.core import outbox
 from sendstream.core.errors import SendstreamError
@@ -721,6 +726,8 @@ class ContactService:
         reads: bool,
     ) -> None:
         writes: list[dict[str, Any]] = []
+        # Matching keys of contacts set back to `active` (see `lift_unsubscribes`).
+        reactivated: list[str] = []
         # Only items that change external ids need the old ones, unless the
         # caller wants the contacts back.
         external = await contact_repository.external_ids(
@@ -773,7 +780,10 @@ class ContactService:
                 self._status_changed(
                     session, workspace_id, item, old["status"], new["status"], events
                 )
+                if new["status"] == "active":
+                    reactivated.append(new["email_key"])
         await contact_repository.update_rows(session, workspace_id, writes)
+        await lift_unsubscribes(session, workspace_id, reactivated)
 
     def _status_changed(
         self,

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core.keys import keyed_hash, subkey
 from sendstream.core.outbox import emit
+from sendstream.models.contact import Contact
 from sendstream.models.event import Event
 from sendstream.models.suppression import Suppression
 
@@ -82,10 +83,24 @@ async def suppressed_reasons(
     `addresses.normalize_address(...).key` gives them) suppressed by its
     address or by its domain; keys not suppressed are left out. One query
     for the lot. With both an address and a domain entry, the stronger
-    reason is given (see `RANK`)."""
+    reason is given (see `RANK`).
+
+    A contact's own global status counts too (`unsubscribed`, `bounced`,
+    `complained` set through the API, an import or a CRM): the list and the
+    contact record can never disagree about whether a person may be mailed."""
     keys = list(dict.fromkeys(email_keys))
     if not keys:
         return {}
+    statuses: dict[str, str] = {
+        key: status
+        for key, status in await session.execute(
+            select(Contact.email_key, Contact.status).where(
+                Contact.workspace_id == workspace_id,
+                Contact.email_key == any_(literal(keys, ARRAY(Text))),
+                Contact.status != "active",
+            )
+        )
+    }
     domains = {k: domain_key(k.rpartition("@")[2]) for k in keys}
     wanted = list(dict.fromkeys([*keys, *domains.values()]))
     hashed = dict(zip(wanted, address_hashes(wanted), strict=True))
@@ -98,7 +113,9 @@ async def suppressed_reasons(
     found: dict[str, str] = {h: r for h, r in rows}
     result: dict[str, str] = {}
     for key in keys:
-        reason = strongest((found.get(hashed[key]), found.get(hashed[domains[key]])))
+        reason = strongest(
+            (found.get(hashed[key]), found.get(hashed[domains[key]]), statuses.get(key))
+        )
         if reason is not None:
             result[key] = reason
     return result
@@ -227,6 +244,35 @@ async def suppress(
                 Event.subject_id == key_hash,
             )
             .values(data={"erased": True})
+        )
+
+
+async def lift_unsubscribes(
+    session: AsyncSession, workspace_id: uuid.UUID, email_keys: Collection[str]
+) -> None:
+    """The people opted in again explicitly (their status set back to
+    `active`): an `unsubscribed` entry for their address (from an unsubscribe
+    link) no longer stands. Stronger reasons (bounces, complaints, manual,
+    erasure) stay."""
+    if not email_keys:
+        return
+    removed = await session.execute(
+        delete(Suppression)
+        .where(
+            Suppression.workspace_id == workspace_id,
+            Suppression.reason == "unsubscribed",
+            Suppression.address_hash.in_(address_hashes(email_keys)),
+        )
+        .returning(Suppression.address_hash, Suppression.address, Suppression.domain)
+    )
+    for key_hash, address, domain in removed:
+        emit(
+            session,
+            workspace_id,
+            "suppression.removed",
+            {"address": address, "domain": domain, "reason": "unsubscribed"},
+            subject_type="suppression",
+            subject_id=key_hash,
         )
 
 

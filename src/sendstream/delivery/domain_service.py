@@ -280,6 +280,7 @@ class DomainService:
                 secrets.decrypt(
                     domain.dkim_private_key, key_context("dkim_private_key", domain.id)
                 ),
+                generated_here=True,
             )
         ]
         if domain.ed25519_selector and domain.ed25519_private_key:
@@ -290,6 +291,7 @@ class DomainService:
                     secrets.decrypt(
                         domain.ed25519_private_key, key_context("ed25519_private_key", domain.id)
                     ),
+                    generated_here=True,
                 )
             )
         return keys
