@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,35 +79,28 @@ class TrackingRepository:
         ).one_or_none()
         return MessageView(**row._asdict()) if row is not None else None
 
-    async def count_open(
-        self, session: AsyncSession, workspace_id: uuid.UUID, message_id: uuid.UUID, now: datetime
+    async def count_human(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        message_id: uuid.UUID,
+        now: datetime,
+        kind: Literal["open", "click"],
     ) -> bool:
-        """Count one human open; True when it is the message's first (unique)."""
-        first = await session.scalar(
+        """Count one human open or click; True when it is the message's first
+        of its kind (unique)."""
+        count, first = (
+            (Message.opens, Message.first_opened_at)
+            if kind == "open"
+            else (Message.clicks, Message.first_clicked_at)
+        )
+        found = await session.scalar(
             update(Message)
             .where(Message.workspace_id == workspace_id, Message.id == message_id)
-            .values(
-                opens=Message.opens + 1,
-                first_opened_at=func.coalesce(Message.first_opened_at, now),
-            )
-            .returning(Message.first_opened_at)
+            .values({count: count + 1, first: func.coalesce(first, now)})
+            .returning(first)
         )
-        return first == now
-
-    async def count_click(
-        self, session: AsyncSession, workspace_id: uuid.UUID, message_id: uuid.UUID, now: datetime
-    ) -> bool:
-        """Count one human click; True when it is the message's first (unique)."""
-        first = await session.scalar(
-            update(Message)
-            .where(Message.workspace_id == workspace_id, Message.id == message_id)
-            .values(
-                clicks=Message.clicks + 1,
-                first_clicked_at=func.coalesce(Message.first_clicked_at, now),
-            )
-            .returning(Message.first_clicked_at)
-        )
-        return first == now
+        return found == now
 
     async def find_contact(
         self, session: AsyncSession, workspace_id: uuid.UUID, contact_id: uuid.UUID

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,29 +62,7 @@ class EngagementService:
         message = await self._tracked(session, claim, settings)
         if message is None or not message.track_opens:
             return False
-        verdict = bots.classify(
-            "open",
-            method=hit.method,
-            ip=hit.ip,
-            user_agent=hit.user_agent,
-            sent_at=message.sent_at,
-            now=hit.now,
-            settings=settings.tracking,
-        )
-        unique = False
-        if not verdict.machine:
-            unique = await tracking_repository.count_open(
-                session, claim.workspace_id, claim.message_id, hit.now
-            )
-        emit(
-            session,
-            claim.workspace_id,
-            "message.opened",
-            _event_data(message, verdict, unique, hit, settings),
-            subject_type="message",
-            subject_id=message.id,
-            occurred_at=hit.now,
-        )
+        await self._count_and_announce(session, claim, message, "open", hit, settings)
         return True
 
     async def record_click(self, session: AsyncSession, token: str, hit: HitContext) -> Click:
@@ -96,8 +74,22 @@ class EngagementService:
         message = await self._tracked(session, claim, settings)
         if message is None or not message.track_clicks:
             return Click(claim.url, recorded=False)
+        await self._count_and_announce(session, claim, message, "click", hit, settings)
+        return Click(claim.url, recorded=True)
+
+    async def _count_and_announce(
+        self,
+        session: AsyncSession,
+        claim: Claim,
+        message: MessageView,
+        kind: Literal["open", "click"],
+        hit: HitContext,
+        settings: Settings,
+    ) -> None:
+        """Label the hit human or machine, count it when human, and write
+        `message.opened` / `message.clicked` (with the URL for clicks)."""
         verdict = bots.classify(
-            "trap" if claim.kind is Kind.TRAP else "click",
+            "trap" if claim.kind is Kind.TRAP else kind,
             method=hit.method,
             ip=hit.ip,
             user_agent=hit.user_agent,
@@ -107,21 +99,21 @@ class EngagementService:
         )
         unique = False
         if not verdict.machine:
-            unique = await tracking_repository.count_click(
-                session, claim.workspace_id, claim.message_id, hit.now
+            unique = await tracking_repository.count_human(
+                session, claim.workspace_id, claim.message_id, hit.now, kind
             )
         data = _event_data(message, verdict, unique, hit, settings)
-        data["url"] = claim.url
+        if kind == "click":
+            data["url"] = claim.url
         emit(
             session,
             claim.workspace_id,
-            "message.clicked",
+            "message.opened" if kind == "open" else "message.clicked",
             data,
             subject_type="message",
             subject_id=message.id,
             occurred_at=hit.now,
         )
-        return Click(claim.url, recorded=True)
 
     async def _tracked(
         self, session: AsyncSession, claim: Claim, settings: Settings
