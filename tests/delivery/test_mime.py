@@ -553,9 +553,15 @@ class TestRoundTrip:
     def test_parsed_message_equals_the_input(self, message_parts: MessageParts) -> None:
         raw = build(message_parts)
         check_wire_format(raw)
-        # Everything folds within 78 except a msg-id, which is one token.
+        # Everything folds within 78 (RFC 5322's SHOULD) except what cannot be
+        # split: a msg-id, or one address longer than a line (a 64-octet local
+        # part at a long IDNA domain), which then stands alone on its line.
         head = header_block(raw).split("\r\n")
-        assert all(len(line) <= 78 for line in head if not line.startswith("Message-ID:"))
+        assert all(
+            len(line) <= 78 or " " not in line.strip()
+            for line in head
+            if not line.startswith("Message-ID:")
+        )
         message = parse(raw)
         assert not message.defects
 
