@@ -291,6 +291,7 @@ async def open_connection(
     except aiosmtplib.SMTPConnectError as exc:
         smtp.close()
         if isinstance(exc.__cause__, ssl.SSLError):
+            await _let_close_finish()
             raise RelayFailure(
                 f"TLS with {name} failed: {exc.__cause__}", config_error=True
             ) from exc
@@ -314,6 +315,7 @@ async def open_connection(
         raise RelayFailure(f"{name}: {exc}", config_error=True) from exc
     except ssl.SSLError as exc:
         smtp.close()
+        await _let_close_finish()
         raise RelayFailure(f"TLS with {name} failed: {exc}", config_error=True) from exc
     except (OSError, TimeoutError) as exc:
         smtp.close()
@@ -351,3 +353,10 @@ async def _login(smtp: aiosmtplib.SMTP, relay: RelayConfig) -> None:
         await smtp.auth_crammd5(username, password)
     else:
         await smtp.login(username, password)
+
+
+async def _let_close_finish() -> None:
+    """After a failed TLS handshake the plain socket transport under it is
+    only *closing*; one turn of the loop lets its close finish, so it is not
+    left for the garbage collector (an unclosed-transport warning)."""
+    await asyncio.sleep(0)
