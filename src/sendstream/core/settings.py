@@ -235,8 +235,9 @@ class DeliverySettings(BaseModel):
 class TemplateSettings(BaseModel):
     """Limits of template rendering (see docs/templates.md)."""
 
-    # Milliseconds one message's render (every part together) may take; past
-    # it the render stops with `template_render_limit`.
+    # Milliseconds of CPU time one message's render (every part together)
+    # may take; past it the render stops with `template_render_limit`. CPU
+    # time, so a busy machine does not fail templates that are fine.
     render_timeout_ms: int = 200
     # Largest rendered part (subject, HTML or text), in bytes.
     max_output_bytes: int = 2_097_152
