@@ -240,6 +240,27 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (0 for one that is gone)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def backends(conn: psycopg.Connection[Any]) -> list[int]:
+    """The server processes serving this database (the workers' connections)."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     rows = conn.execute("SELECT status, count(*) FROM messages GROUP BY status").fetchall()
     return {str(s): int(n) for s, n in rows}
@@ -248,9 +269,16 @@ def counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
 # --- the measured phases
 
 
-def run_send(conninfo: str, total: int, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+def run_send(
+    conninfo: str, total: int, workers: list[subprocess.Popen[bytes]], sink: int
+) -> dict[str, Any]:
+    """Times the send and says where its CPU went: the worker processes, the
+    PostgreSQL backends serving them (the server is on this machine), the sink."""
     samples: list[float] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        servers = backends(conn)
+        groups = {"worker": [p.pid for p in workers], "postgres": servers, "sink": [sink]}
+        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
         conn.execute("UPDATE messages SET next_attempt_at = now()")
         conn.execute("NOTIFY sendstream_messages")
         started = time.perf_counter()
@@ -268,8 +296,10 @@ def run_send(conninfo: str, total: int, workers: list[subprocess.Popen[bytes]]) 
                 log(f"  {done}/{total} ({found})")
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in groups.items()}
         final = counts(conn)
-    return {"seconds": elapsed, "counts": final, "rss_samples": samples}
+    cpu_us = {name: round(seconds / total * 1e6, 1) for name, seconds in cpu.items()}
+    return {"seconds": elapsed, "counts": final, "rss_samples": samples, "cpu_us": cpu_us}
 
 
 async def run_latency(
@@ -424,7 +454,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"workers did not start; see {tmp}")
             await asyncio.sleep(0.1)
         log("  sending")
-        send = run_send(conninfo, args.messages, workers)
+        send = run_send(conninfo, args.messages, workers, sink.pid)
         rate = args.messages / send["seconds"]
         log(f"  {rate:.0f} msg/s; measuring latency")
         p50, p99 = await run_latency(
@@ -467,6 +497,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "sent": sent,
         "failed": send["counts"].get("failed", 0),
         "enqueue_msgs_per_s": round(enqueue_rate, 1),
+        # CPU time per message sent, by process group, over the send phase.
+        "worker_cpu_us_per_msg": send["cpu_us"]["worker"],
+        "postgres_cpu_us_per_msg": send["cpu_us"]["postgres"],
+        "sink_cpu_us_per_msg": send["cpu_us"]["sink"],
         "message_bytes": len(message),
         "worker_concurrency": args.concurrency,
         "smtp_connections_per_worker": args.connections,
