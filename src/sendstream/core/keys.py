@@ -48,6 +48,14 @@ def decode_master_key(value: str, where: str) -> bytes:
     return raw
 
 
+@lru_cache(maxsize=8)
+def _configured(value: str) -> bytes:
+    return decode_master_key(value, "SENDSTREAM_SECURITY__MASTER_KEY")
+
+
+# Per process and path: the file is written once and never changes, and a
+# worker asks for the key for every message it signs a link or return path in.
+@lru_cache(maxsize=8)
 def _from_file(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +69,7 @@ def master_key(settings: Settings | None = None) -> bytes:
     settings = settings or get_settings()
     configured = settings.security.master_key
     if configured is not None:
-        return decode_master_key(configured.get_secret_value(), "SENDSTREAM_SECURITY__MASTER_KEY")
+        return _configured(configured.get_secret_value())
     if settings.environment == "production":
         raise MasterKeyMissing(
             "SENDSTREAM_SECURITY__MASTER_KEY is not set; production needs a master key "

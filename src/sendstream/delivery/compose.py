@@ -122,7 +122,9 @@ def render(
     if renderer is None:
         raise ComposeError("template_not_found", f"template version {m.template_version_id}")
     ctx = tracking or tracking_context(m, settings)
-    data = {**m.data, "unsubscribe_url": unsubscribe_url(ctx)}
+    data = dict(m.data)
+    if renderer.mentions("unsubscribe_url"):
+        data["unsubscribe_url"] = unsubscribe_url(ctx)
     message = {"id": str(m.id), "stream": m.stream, "to": m.to_email}
     try:
         rendered = renderer.render(RenderContext(contact=contact, data=data, message=message))

@@ -209,6 +209,10 @@ class CompiledTemplate:
         self._text_env = SendstreamSandbox(
             html=False, strict=main.strict, loader=_Loader(text_sources), limits=limits
         )
+        self._mentions: dict[str, bool] = {}
+        self._sources = tuple(
+            source for sources in (html_sources, text_sources) for source, _ in sources.values()
+        )
         # Compile everything now: a stored source that no longer compiles
         # fails here, once, and no render ever compiles.
         self._compiled_html = {n: self._compile(self._html_env, n) for n in html_sources}
@@ -237,6 +241,15 @@ class CompiledTemplate:
         except JinjaSyntaxError as exc:
             info = self._names.get(exc.filename or "", self._fallback)
             raise TemplateSyntaxError([diagnostics.syntax_entry(info, exc)]) from None
+
+    def mentions(self, name: str) -> bool:
+        """Whether any source of the bundle contains `name`, so a caller can
+        skip building a value no template reads (a signed link costs a MAC).
+        Textual, so it errs only towards yes."""
+        found = self._mentions.get(name)
+        if found is None:
+            found = self._mentions[name] = any(name in source for source in self._sources)
+        return found
 
     # --- rendering
 
