@@ -14,6 +14,7 @@ from sendstream.core.cli import console, err_console
 from sendstream.core.db import resolve_database_url
 from sendstream.core.jobs.worker import import_task_modules
 from sendstream.core.logging import configure_logging
+from sendstream.core.secrets_cli import secrets_app
 from sendstream.core.settings import get_settings
 from sendstream.jobs import cli as jobs_cli
 from sendstream.workspaces.cli import keys_app, workspaces_app
@@ -31,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(secrets_app, name="secrets")
 
 
 @functools.wraps(jobs_cli.worker)

@@ -34,11 +34,12 @@ class SendingDomain(UUIDPrimaryKey, Timestamps, Base):
     name: Mapped[str] = mapped_column(String(253))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     dkim_selector: Mapped[str] = mapped_column(String(63))
-    dkim_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # core.secrets tokens (see core/secrets_rotation.py).
+    dkim_private_key: Mapped[bytes] = mapped_column(LargeBinary, info={"encrypted": True})
     dkim_public_key: Mapped[str] = mapped_column(Text)
     # Set when the domain dual-signs with Ed25519 (RFC 8463) besides RSA.
     ed25519_selector: Mapped[str | None] = mapped_column(String(63))
-    ed25519_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ed25519_private_key: Mapped[bytes | None] = mapped_column(LargeBinary, info={"encrypted": True})
     ed25519_public_key: Mapped[str | None] = mapped_column(String(64))
     # Single labels under `name`: `<return_path_subdomain>.<name>` is the
     # envelope sender's domain (MX to the bounce domain), the other serves
