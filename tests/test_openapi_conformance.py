@@ -167,6 +167,8 @@ SEMANTIC_REJECTIONS = {
     "template_has_no_active_version",
     "unknown_sending_domain",
     "domain_not_verified",
+    # The send API: a marketing message to a contact unsubscribed from its list.
+    "recipient_unsubscribed_from_list",
 }
 
 

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.app import create_app
@@ -173,6 +174,11 @@ async def _template(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
         TemplateCreate(key=f"t-{uuid.uuid4().hex[:8]}", name="T", subject="Hi", text="Hello"),
         None,
     )
+    # A verified sending domain, so the owner's test-send (the control call) is accepted.
+    domain = await domain_service.create_domain(session, workspace_id, name="a.example")
+    await session.execute(
+        update(SendingDomain).where(SendingDomain.id == domain.id).values(status="verified")
+    )
     return Owned({"template_id": str(created.id), "number": "1"}, Template, created.id)
 
 
@@ -259,6 +265,11 @@ PUBLIC_TOKEN_ROUTES = {("GET", "/v1/confirm/{token}"), ("POST", "/v1/confirm/{to
 BODIES: dict[str, Any] = {
     "PUT /v1/contacts/{contact_id}/subscriptions/{list_id}": {"status": "subscribed"},
     "POST /v1/templates/{template_id}/versions": {"subject": "Hi", "text": "Hello"},
+    "POST /v1/templates/{template_id}/test-send": {"to": ["qa@a.example"], "from": "t@a.example"},
+    "POST /v1/templates/{template_id}/versions/{number}/test-send": {
+        "to": ["qa@a.example"],
+        "from": "t@a.example",
+    },
 }
 
 

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
 
 from sendstream.core.errors import SendstreamError
@@ -137,6 +138,15 @@ def _party(value: Mapping[str, Any]) -> mime.Address:
     return mime.Address(str(value["email"]), value.get("name") or None)
 
 
+def _reply_to(stored: str) -> mime.Address:
+    """`messages.reply_to` holds `Name <address>` when the send gave a name
+    (message_prepare.stored_address), else the bare address."""
+    if not stored.endswith(">"):
+        return mime.Address(stored)
+    name, address = parseaddr(stored)
+    return mime.Address(address, name or None)
+
+
 def build(
     m: Outgoing,
     content: Content,
@@ -161,7 +171,7 @@ def build(
         sender=mime.Address(m.from_email, m.from_name),
         to=[mime.Address(m.to_email, m.to_name)],
         cc=[_party(c) for c in (m.cc if cc is None else cc)],
-        reply_to=[mime.Address(m.reply_to)] if m.reply_to else [],
+        reply_to=[_reply_to(m.reply_to)] if m.reply_to else [],
         subject=content.subject,
         text=content.text,
         html=html,

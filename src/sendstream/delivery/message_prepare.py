@@ -44,6 +44,10 @@ RESERVED_HEADERS = mime_headers.RESERVED_HEADERS | {
     "list-unsubscribe-post",
     "feedback-id",
 }
+# `messages.reply_to` holds `Name <address>` in this many characters.
+STORED_ADDRESS_LIMIT = 320
+# A display name that is not a run of atoms is quoted where it is stored.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 _INJECTION = re.compile(r"[\r\n\x00]")
 
@@ -91,10 +95,15 @@ class Draft:
     stored_bytes: int = 0
 
     @property
+    def addressees(self) -> list[tuple[str, Party]]:
+        """(field, party) of each `to` recipient (one message each)."""
+        many = isinstance(self.body.to, list)
+        return [(f"to[{i}]" if many else "to", r.party) for i, r in enumerate(self.recipients)]
+
+    @property
     def everyone(self) -> list[tuple[str, Party]]:
         """(field, party) of every envelope recipient, for suppression checks."""
-        many = isinstance(self.body.to, list)
-        found = [(f"to[{i}]" if many else "to", r.party) for i, r in enumerate(self.recipients)]
+        found = self.addressees
         found += [(f"cc[{i}]", p) for i, p in enumerate(self.cc)]
         found += [(f"bcc[{i}]", p) for i, p in enumerate(self.bcc)]
         return found
@@ -126,7 +135,7 @@ def prepare(body: MessageCreate, settings: DeliverySettings, now: datetime | Non
         recipients=recipients,
         cc=[party(f"cc[{i}]", a) for i, a in enumerate(body.cc)],
         bcc=[party(f"bcc[{i}]", a) for i, a in enumerate(body.bcc)],
-        reply_to=party("reply_to", body.reply_to) if body.reply_to is not None else None,
+        reply_to=_reply_to(body.reply_to) if body.reply_to is not None else None,
         headers=[_header(name, value) for name, value in body.headers.items()],
         attachments=_attachments(body.attachments, settings),
         stored_bytes=stored,
@@ -161,6 +170,30 @@ def party(where: str, value: str | AddressInput) -> Party:
     except mime_headers.MimeError as exc:
         raise InvalidRecipientAddress(where, email, str(exc).split(": ", 1)[-1]) from None
     return Party(normalized.email, normalized.key, name.strip() or None)
+
+
+def stored_address(who: Party) -> str:
+    """How `messages.reply_to` keeps a party: the bare address, or
+    `Name <address>` with the name quoted when it is not plain atoms. The
+    name stays Unicode here; the MIME builder encodes it (RFC 2047) when it
+    writes the header. `email.utils.parseaddr` reads it back."""
+    if not who.name:
+        return who.email
+    name = who.name
+    if _ATOMS.fullmatch(name) is None:
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{who.email}>"
+
+
+def _reply_to(value: str | AddressInput) -> Party:
+    found = party("reply_to", value)
+    if len(stored_address(found)) > STORED_ADDRESS_LIMIT:
+        raise InvalidRecipientAddress(
+            "reply_to",
+            found.email,
+            f"the display name and address together are over {STORED_ADDRESS_LIMIT} characters",
+        )
+    return found
 
 
 def _check_content(body: MessageCreate) -> None:

@@ -1,6 +1,8 @@
 """Queries of the send API: writing queued messages, reading them back with
-their events, attachments and captured copies. Every query is scoped by
-workspace. (The delivery loop's own statements are in `worker_sql.py`.)"""
+their events, attachments and captured copies, and what a send needs to know
+about its recipients (their contacts, list unsubscribes, which copies a
+deferred attempt already delivered). Every query is scoped by workspace.
+(The delivery loop's own hot statements are in `worker_sql.py`.)"""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, any_, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.models.contact_list import ContactList
+from sendstream.models.contact import Contact, ContactExternalId
+from sendstream.models.contact_list import ContactList, Subscription
 from sendstream.models.event import Event
 from sendstream.models.message import AttachmentBlob, CapturedMessage, Message, MessageAttachment
 
@@ -23,6 +26,12 @@ SUBJECT_TYPE: Final = "message"
 # A message's events shown by GET /v1/messages/{id}; retries of a message
 # that defers for days stay far below this.
 MAX_EVENTS = 1000
+# A subscription in one of these states refuses marketing mail for its list
+# (`unconfirmed` does not: a double opt-in list may still send the reminder).
+LIST_REFUSING: Final = ("unsubscribed", "bounced", "complained")
+# The key of a `message.deferred` event that lists the copies (cc, bcc) the
+# relay accepted on that attempt; a retry leaves them out of its envelope.
+COPIES_ACCEPTED: Final = "copies_accepted"
 
 
 class MessageRepository:
@@ -167,6 +176,95 @@ class MessageRepository:
             )
         )
         return set(rows.all())
+
+    async def contacts(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        *,
+        keys: Sequence[str] = (),
+        ids: Sequence[uuid.UUID] = (),
+    ) -> list[tuple[Contact, dict[str, str]]]:
+        """The workspace's contacts with these matching keys or ids, each with
+        its external ids ({system: id}); two queries for a whole batch."""
+        if not keys and not ids:
+            return []
+        query = select(Contact).where(Contact.workspace_id == workspace_id)
+        if keys:
+            query = query.where(Contact.email_key == any_(literal(list(keys), ARRAY(Text))))
+        else:
+            query = query.where(Contact.id.in_(list(ids)))
+        found = list((await session.scalars(query)).all())
+        if not found:
+            return []
+        external: dict[uuid.UUID, dict[str, str]] = {}
+        rows = await session.execute(
+            select(
+                ContactExternalId.contact_id,
+                ContactExternalId.system,
+                ContactExternalId.external_id,
+            ).where(
+                ContactExternalId.workspace_id == workspace_id,
+                ContactExternalId.contact_id.in_([c.id for c in found]),
+            )
+        )
+        for contact_id, system, external_id in rows:
+            external.setdefault(contact_id, {})[system] = external_id
+        return [(c, external.get(c.id, {})) for c in found]
+
+    async def list_refusals(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        keys: Sequence[str],
+        list_ids: Sequence[uuid.UUID],
+    ) -> dict[tuple[str, uuid.UUID], str]:
+        """{(matching key, list id): subscription status} for the contacts
+        with these keys whose subscription to one of these lists refuses
+        marketing mail (`LIST_REFUSING`); one query."""
+        if not keys or not list_ids:
+            return {}
+        rows = await session.execute(
+            select(Contact.email_key, Subscription.list_id, Subscription.status)
+            .join(
+                Subscription,
+                (Subscription.contact_id == Contact.id)
+                & (Subscription.workspace_id == Contact.workspace_id),
+            )
+            .where(
+                Contact.workspace_id == workspace_id,
+                Contact.email_key == any_(literal(list(keys), ARRAY(Text))),
+                Subscription.list_id.in_(list(list_ids)),
+                Subscription.status.in_(LIST_REFUSING),
+            )
+        )
+        return {(key, list_id): status for key, list_id, status in rows}
+
+    async def copies_accepted(
+        self, session: AsyncSession, workspace_id: uuid.UUID, message_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, set[str]]:
+        """{message id: lower-cased cc/bcc addresses a relay accepted on an
+        earlier, deferred attempt}, read from the messages' `message.deferred`
+        events (written in the same statement as the deferral, so what they
+        say is exactly what was committed)."""
+        if not message_ids:
+            return {}
+        rows = await session.execute(
+            select(Event.subject_id, Event.data).where(
+                Event.workspace_id == workspace_id,
+                Event.subject_type == SUBJECT_TYPE,
+                Event.subject_id.in_([str(i) for i in message_ids]),
+                Event.type == "message.deferred",
+            )
+        )
+        found: dict[uuid.UUID, set[str]] = {}
+        for subject_id, data in rows:
+            accepted = (data or {}).get(COPIES_ACCEPTED) or []
+            if accepted:
+                found.setdefault(uuid.UUID(subject_id), set()).update(
+                    str(a).lower() for a in accepted
+                )
+        return found
 
 
 message_repository = MessageRepository()

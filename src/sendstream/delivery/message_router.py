@@ -1,5 +1,7 @@
-"""HTTP routes of the send API (/v1/messages). HTTP concerns only; the rules
-live in `message_service.py`."""
+"""HTTP routes of the send API (/v1/messages) and of template test-sends
+(/v1/templates/{id}/test-send: they live here because sending is delivery's;
+templates does not import delivery). HTTP concerns only; the rules live in
+`message_service.py`."""
 
 from __future__ import annotations
 
@@ -22,13 +24,19 @@ from sendstream.delivery.message_schemas import (
     MessagesQueued,
     MessageStatus,
     Stream,
+    TemplateTestSend,
 )
 from sendstream.delivery.message_service import message_service
 from sendstream.workspaces.auth import Principal, require_scope
+from sendstream.workspaces.errors import MissingScope
 
 router = APIRouter(route_class=UnitOfWorkRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
 MessageId = Annotated[uuid.UUID, Path(description="The message's id.")]
+TemplateRef = Annotated[
+    str, Path(min_length=1, max_length=64, description="The template's id, or its key.")
+]
+Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version number.")]
 
 
 def _send_body_limit() -> int:
@@ -137,3 +145,57 @@ async def get_raw(
 ) -> Response:
     captured = await message_service.get_raw(session, principal.workspace_id, message_id)
     return Response(content=captured.raw, media_type="message/rfc822")
+
+
+_TEST_SEND = (
+    "Renders the template for each `to` address (1 to 5) with `data` (default: the "
+    "version's `sample_data`) and, given `contact_id`, as that contact, and sends it at "
+    "once as a transactional message with `[Test] ` before the subject, tagged `test`. "
+    "Bounce, complaint and manual suppressions apply (`recipient_suppressed`); the sending "
+    "domain must be verified. Needs `templates:write` and `messages:send` (and "
+    "`contacts:read` with `contact_id`). Answers the queued messages' ids."
+)
+
+
+def _may_test_send(principal: Principal, body: TemplateTestSend) -> None:
+    if not principal.has_scope("messages:send"):
+        raise MissingScope("messages:send")
+    if body.contact_id is not None and not principal.has_scope("contacts:read"):
+        raise MissingScope("contacts:read")
+
+
+@router.post(
+    "/templates/{template_id}/test-send",
+    tags=["templates"],
+    status_code=202,
+    summary="Send a test of a template's active version",
+    description=_TEST_SEND,
+)
+async def send_template_test(
+    template_id: TemplateRef,
+    body: TemplateTestSend,
+    session: Session,
+    principal: Principal = require_scope("templates:write"),
+) -> MessagesQueued:
+    _may_test_send(principal, body)
+    return await message_service.send_test(session, principal.workspace_id, template_id, None, body)
+
+
+@router.post(
+    "/templates/{template_id}/versions/{number}/test-send",
+    tags=["templates"],
+    status_code=202,
+    summary="Send a test of one version",
+    description=_TEST_SEND,
+)
+async def send_version_test(
+    template_id: TemplateRef,
+    number: Number,
+    body: TemplateTestSend,
+    session: Session,
+    principal: Principal = require_scope("templates:write"),
+) -> MessagesQueued:
+    _may_test_send(principal, body)
+    return await message_service.send_test(
+        session, principal.workspace_id, template_id, number, body
+    )

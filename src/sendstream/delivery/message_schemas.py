@@ -121,6 +121,28 @@ class MessageCreate(_Input):
     )
 
 
+class TemplateTestSend(_Input):
+    """A test-send of a template version: sent at once, transactional, with
+    `[Test] ` before the subject."""
+
+    to: Annotated[list[AddressText | AddressInput], Field(min_length=1, max_length=5)] = Field(
+        description="1 to 5 addresses; each gets its own message."
+    )
+    data: dict[str, Any] | None = Field(
+        default=None, description="Template data; default: the version's `sample_data`."
+    )
+    contact_id: uuid.UUID | None = Field(
+        default=None,
+        description="Render as this contact (`contact.*`); needs the `contacts:read` scope.",
+    )
+    from_: AddressText | AddressInput | None = Field(
+        default=None,
+        alias="from",
+        description="The sender; default: the version's.",
+    )
+    reply_to: AddressText | AddressInput | None = None
+
+
 class MessageBatch(_Input):
     messages: list[dict[str, Any]] = Field(
         min_length=1,

@@ -15,7 +15,18 @@ the request (or of that batch item) is queued:
 - the sender's domain (`unknown_sending_domain`, `domain_not_verified`);
 - suppressed recipients, `to`, `cc` and `bcc` alike (`recipient_suppressed`;
   transactional messages pass an `unsubscribed` entry, never the others);
-- an unknown `list_id` (`list_not_found`).
+- an unknown `list_id` (`list_not_found`); a marketing message with a
+  `list_id` to a contact unsubscribed from that list
+  (`recipient_unsubscribed_from_list`; the `to` address only).
+
+A `to` address that matches a contact of the workspace (by matching key)
+links the message to it (`messages.contact_id`, `contact_id` in its events),
+and templates render with that contact as `contact`, at queue time (the
+check) and at send time.
+
+Template test-sends (`send_test`) render the template once per recipient at
+queue time and queue the result as an inline, transactional message whose
+subject starts with `[Test] `, tagged `test`; every rule above applies.
 
 Template, list and sending-domain faults that are 404 or 409 on their own
 routes are 422 here: the request names something unusable, it does not
@@ -34,6 +45,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.addresses import InvalidAddress, normalize_address
+from sendstream.contacts.service import contact_document, contact_service
 from sendstream.core.errors import InvalidInput, SendstreamError
 from sendstream.core.ids import uuid7
 from sendstream.core.outbox import emit
@@ -46,7 +58,7 @@ from sendstream.delivery.errors import (
     MessageNotFound,
     RecipientSuppressed,
 )
-from sendstream.delivery.message_prepare import Draft, party, prepare
+from sendstream.delivery.message_prepare import Draft, party, prepare, stored_address
 from sendstream.delivery.message_repository import SUBJECT_TYPE, message_repository
 from sendstream.delivery.message_schemas import (
     AddressInput,
@@ -61,6 +73,7 @@ from sendstream.delivery.message_schemas import (
     MessagesQueued,
     MessageSummary,
     QueuedMessage,
+    TemplateTestSend,
 )
 from sendstream.delivery.send_rules import (
     blocks,
@@ -69,10 +82,20 @@ from sendstream.delivery.send_rules import (
     tracking_flags,
 )
 from sendstream.models.message import CapturedMessage, Message
-from sendstream.templates.render import CompiledTemplate
+from sendstream.templates.render import CompiledTemplate, RenderContext
 from sendstream.templates.service import template_service
 
 Result = list[QueuedMessage] | SendstreamError
+# What marks a test-send in the inbox (Postmark and Mailchimp do the same).
+TEST_SUBJECT_PREFIX = "[Test] "
+TEST_TAG = "test"
+
+
+@dataclass(frozen=True, slots=True)
+class _TestSend:
+    """A template test-send: rendered at queue time, for this contact."""
+
+    contact: dict[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -82,6 +105,7 @@ class _Plan:
     draft: Draft
     messages: list[compose.Outgoing]
     send_at: datetime | None
+    test: bool = False
 
 
 class MessageService:
@@ -125,12 +149,69 @@ class MessageService:
             results=items,
         )
 
+    async def send_test(
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        template: str,
+        version: int | None,
+        body: TemplateTestSend,
+    ) -> MessagesQueued:
+        """Send the template (its active version, or `version`) to 1-5
+        addresses with `data` (default: the version's sample data) and, given
+        `contact_id`, as that contact: what a preview shows, in an inbox."""
+        settings = get_settings()
+        renderer = await template_service.get_renderer(session, workspace_id, template, version)
+        main = renderer.bundle.main
+        data = body.data
+        if data is None:
+            stored = await template_service.get_version(
+                session, workspace_id, main.template_id, main.number
+            )
+            data = stored.sample_data
+        contact = None
+        if body.contact_id is not None:
+            read = await contact_service.get_contact(session, workspace_id, body.contact_id)
+            contact = read.model_dump(mode="json")
+        # Once up front, so a template fault answers with its line and column
+        # (the per-recipient render below keeps only the code and message).
+        renderer.render(RenderContext(contact=contact, data=data))
+        create = MessageCreate.model_validate(
+            {
+                "from": body.from_,
+                "to": body.to,
+                "reply_to": body.reply_to,
+                "template": str(main.template_id),
+                "version": main.number,
+                "data": data,
+                "stream": "transactional",
+                "tags": [TEST_TAG],
+                "metadata": {
+                    "test": True,
+                    "template_id": str(main.template_id),
+                    "template_key": main.key,
+                    "template_version": main.number,
+                },
+            }
+        )
+        (result,) = await self._queue(
+            session,
+            workspace_id,
+            [prepare(create, settings.delivery)],
+            settings,
+            test=_TestSend(contact),
+        )
+        if isinstance(result, SendstreamError):
+            raise result
+        return MessagesQueued(messages=result)
+
     async def _queue(
         self,
         session: AsyncSession,
         workspace_id: uuid.UUID,
         drafts: Sequence[Draft | SendstreamError],
         settings: Settings,
+        test: _TestSend | None = None,
     ) -> list[Result]:
         out: list[Result | None] = [d if isinstance(d, SendstreamError) else None for d in drafts]
         limits = settings.delivery
@@ -162,7 +243,7 @@ class MessageService:
         plans: list[_Plan] = []
         for index, draft in live:
             try:
-                plan = await self._plan(session, workspace_id, draft, lookups, settings)
+                plan = await self._plan(session, workspace_id, draft, lookups, settings, test)
             except SendstreamError as exc:
                 out[index] = exc
                 continue
@@ -197,6 +278,19 @@ class MessageService:
         found.suppressed = await suppressed_reasons(session, workspace_id, keys)
         list_ids = sorted({d.body.list_id for d in drafts if d.body.list_id is not None})
         found.lists = await message_repository.existing_lists(session, workspace_id, list_ids)
+        to_keys = sorted({r.party.key for d in drafts for r in d.recipients})
+        for contact, external in await message_repository.contacts(
+            session, workspace_id, keys=to_keys
+        ):
+            found.contacts[contact.email_key] = (contact.id, contact_document(contact, external))
+        listed = [d for d in drafts if d.body.list_id is not None and d.body.stream == "marketing"]
+        if listed:
+            found.list_refusals = await message_repository.list_refusals(
+                session,
+                workspace_id,
+                sorted({r.party.key for d in listed for r in d.recipients}),
+                sorted({d.body.list_id for d in listed if d.body.list_id is not None}),
+            )
         return found
 
     async def _plan(
@@ -206,6 +300,7 @@ class MessageService:
         draft: Draft,
         lookups: _Lookups,
         settings: Settings,
+        test: _TestSend | None = None,
     ) -> _Plan:
         body = draft.body
         renderer: CompiledTemplate | None = None
@@ -215,7 +310,7 @@ class MessageService:
                 raise found
             renderer = found
         sender = draft.sender
-        reply_to = draft.reply_to.email if draft.reply_to else None
+        reply_to = stored_address(draft.reply_to) if draft.reply_to else None
         if renderer is not None:
             main = renderer.bundle.main
             if sender is None and main.from_email:
@@ -242,6 +337,15 @@ class MessageService:
             reason = lookups.suppressed.get(who.key)
             if reason is not None and blocks(reason, body.stream):
                 raise RecipientSuppressed(where, who.email, reason)
+        if body.list_id is not None and body.stream == "marketing":
+            for where, who in draft.addressees:
+                status = lookups.list_refusals.get((who.key, body.list_id))
+                if status is not None:
+                    raise InvalidMessage(
+                        f"{where}: {who.email} is {status} on list {body.list_id}; nothing was "
+                        "queued (a new subscription to the list lifts this).",
+                        code="recipient_unsubscribed_from_list",
+                    )
         opens, clicks = tracking_flags(
             settings, workspace_id, body.stream, body.track_opens, body.track_clicks
         )
@@ -256,6 +360,7 @@ class MessageService:
                 to_email=r.party.email,
                 to_email_key=r.party.key,
                 to_name=r.party.name,
+                contact_id=lookups.contact_id(r.party.key),
                 message_id_header=mime.new_message_id(domain),
                 cc=[p.as_json() for p in draft.cc],
                 bcc=[p.as_json() for p in draft.bcc],
@@ -271,8 +376,14 @@ class MessageService:
             )
             for r in draft.recipients
         ]
-        _validate(messages, renderer, draft, settings)
-        return _Plan(draft, messages, body.send_at)
+        if test is not None and renderer is not None:
+            _render_test(messages, renderer, test, settings)
+            renderer = None
+            contacts: list[dict[str, Any] | None] = [None] * len(messages)
+        else:
+            contacts = [lookups.contact(r.party.key) for r in draft.recipients]
+        _validate(messages, renderer, draft, settings, contacts)
+        return _Plan(draft, messages, body.send_at, test=test is not None)
 
     async def _write(
         self, session: AsyncSession, workspace_id: uuid.UUID, plans: Sequence[_Plan]
@@ -313,6 +424,7 @@ class MessageService:
                     {
                         "message_id": m.id,
                         "to": m.to_email,
+                        "contact_id": m.contact_id,
                         "from": m.from_email,
                         "stream": m.stream,
                         "template_version_id": m.template_version_id,
@@ -320,6 +432,7 @@ class MessageService:
                         "send_at": plan.send_at,
                         "tags": body.tags,
                         "metadata": body.metadata,
+                        "test": plan.test,
                     },
                     subject_type=SUBJECT_TYPE,
                     subject_id=m.id,
@@ -437,6 +550,18 @@ class _Lookups:
     suppressed: dict[str, str] = field(default_factory=dict)
     lists: set[uuid.UUID] = field(default_factory=set)
     domains: dict[str, SendstreamError | None] = field(default_factory=dict)
+    # matching key -> (contact id, the contact as templates see it)
+    contacts: dict[str, tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=dict)
+    # (matching key, list id) -> subscription status refusing marketing mail
+    list_refusals: dict[tuple[str, uuid.UUID], str] = field(default_factory=dict)
+
+    def contact_id(self, key: str) -> uuid.UUID | None:
+        found = self.contacts.get(key)
+        return found[0] if found else None
+
+    def contact(self, key: str) -> dict[str, Any] | None:
+        found = self.contacts.get(key)
+        return found[1] if found else None
 
 
 def _unusable(exc: SendstreamError) -> SendstreamError:
@@ -444,20 +569,44 @@ def _unusable(exc: SendstreamError) -> SendstreamError:
     return InvalidInput(f"template: {exc.message}", code=exc.code, errors=exc.errors)
 
 
+def _render_test(
+    messages: Sequence[compose.Outgoing],
+    renderer: CompiledTemplate,
+    test: _TestSend,
+    settings: Settings,
+) -> None:
+    """Turn each templated message into the inline message it renders to,
+    subject marked: the worker sends inline content as written."""
+    many = len(messages) > 1
+    for index, m in enumerate(messages):
+        try:
+            content = compose.render(m, renderer, settings, contact=test.contact)
+        except compose.ComposeError as exc:
+            where = f"to[{index}] ({m.to_email}): " if many else ""
+            raise InvalidInput(f"{where}{exc.message}", code=exc.code) from None
+        m.subject = TEST_SUBJECT_PREFIX + content.subject
+        m.html, m.text = content.html, content.text
+        m.headers = [*m.headers, *([name, value] for name, value in content.headers)]
+        m.template_version_id = None
+        m.data = {}
+
+
 def _validate(
     messages: Sequence[compose.Outgoing],
     renderer: CompiledTemplate | None,
     draft: Draft,
     settings: Settings,
+    contacts: Sequence[dict[str, Any] | None],
 ) -> None:
-    """Render every recipient; build the first one's message whole."""
+    """Render every recipient (as its contact, when it is one); build the
+    first one's message whole."""
     attachments = [
         mime.Attachment(a.filename, a.content_type, a.data, a.content_id) for a in draft.attachments
     ]
     many = len(messages) > 1
     for index, m in enumerate(messages):
         try:
-            content = compose.render(m, renderer, settings)
+            content = compose.render(m, renderer, settings, contact=contacts[index])
             if index == 0:
                 compose.build(m, content, settings, attachments=attachments)
         except compose.ComposeError as exc:
@@ -477,6 +626,7 @@ def _row(m: compose.Outgoing, body: MessageCreate) -> dict[str, Any]:
         "to_email": m.to_email,
         "to_email_key": m.to_email_key,
         "to_name": m.to_name,
+        "contact_id": m.contact_id,
         "cc": m.cc,
         "bcc": m.bcc,
         "list_id": m.list_id,

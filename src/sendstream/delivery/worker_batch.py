@@ -8,10 +8,18 @@ the way from row to envelope and from SMTP answer to outcome.
 - Compiled templates (by version) and DKIM keys (by workspace and From
   domain) are reused for `renderer_cache_seconds` / `signing_key_cache_seconds`;
   a refusal (domain not verified, template gone) is remembered just as long.
+- A marketing message with a `list_id` whose recipient unsubscribed from
+  that list since queueing fails (`recipient_unsubscribed_from_list`, no
+  SMTP).
 - A message that cannot be built fails on its own, with the code in
   `last_response`; the rest of the batch goes on.
+- Templates render with `contact` = the message's contact (linked at queue
+  time by address), loaded for the whole batch in two queries.
 - The message's state follows its `to` recipient's SMTP outcome; cc and bcc
-  ride along in the same transaction (and get it again on a retry).
+  ride along in the same transaction. When `to` is deferred, the copies the
+  relay accepted are named in the `message.deferred` event
+  (`copies_accepted`) and left out of the retry's envelope (they are still
+  shown in the Cc header: it is the same message).
 """
 
 from __future__ import annotations
@@ -26,13 +34,14 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.contacts.addresses import InvalidAddress, normalize_address
-from sendstream.contacts.service import contact_service
+from sendstream.contacts.service import contact_document
 from sendstream.core.errors import SendstreamError
 from sendstream.core.settings import Settings
 from sendstream.delivery import compose, mime
 from sendstream.delivery.compose import ComposeError, Outgoing
 from sendstream.delivery.dkim import DkimKey
 from sendstream.delivery.domain_service import domain_service
+from sendstream.delivery.message_repository import COPIES_ACCEPTED, message_repository
 from sendstream.delivery.send_rules import blocks, retry_at, suppressed_reasons
 from sendstream.delivery.transport import DeliveryResult, Envelope, RecipientResult
 from sendstream.delivery.worker_sql import Outcome, attachments_for
@@ -74,7 +83,12 @@ class BatchContext:
     )
     keys: dict[tuple[uuid.UUID, str], list[DkimKey] | ComposeError] = field(default_factory=dict)
     attachments: dict[uuid.UUID, list[mime.Attachment]] = field(default_factory=dict)
+    # contact id -> the contact as templates see it (`contact.*`); {} when gone
     contacts: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    # workspace -> (matching key, list id) -> subscription status refusing mail
+    list_refusals: dict[uuid.UUID, dict[tuple[str, uuid.UUID], str]] = field(default_factory=dict)
+    # message id -> copies (lower case) accepted on an earlier, deferred attempt
+    copies_accepted: dict[uuid.UUID, set[str]] = field(default_factory=dict)
 
 
 def _key(email: str) -> str:
@@ -117,12 +131,42 @@ class BatchPreparer:
             signed = (m.workspace_id, sender_domain(m))
             if signed not in ctx.keys:
                 ctx.keys[signed] = await self._signing_keys(session, *signed)
-            if m.contact_id is not None and m.contact_id not in ctx.contacts:
-                ctx.contacts[m.contact_id] = await self._contact(
-                    session, m.workspace_id, m.contact_id
-                )
+        await self._recipients(session, batch, ctx)
         ctx.attachments = await attachments_for(session, [m.id for m in batch])
         return ctx
+
+    async def _recipients(
+        self, session: AsyncSession, batch: Sequence[Outgoing], ctx: BatchContext
+    ) -> None:
+        """Contacts, list unsubscribes and copies already delivered: a query
+        per workspace and kind, and none for a batch that needs none (the
+        common transactional batch)."""
+        contacts: dict[uuid.UUID, set[uuid.UUID]] = {}
+        listed: dict[uuid.UUID, tuple[set[str], set[uuid.UUID]]] = {}
+        retried: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for m in batch:
+            if m.contact_id is not None:
+                contacts.setdefault(m.workspace_id, set()).add(m.contact_id)
+            if m.list_id is not None and m.stream == "marketing":
+                keys, lists = listed.setdefault(m.workspace_id, (set(), set()))
+                keys.add(m.to_email_key or _key(m.to_email))
+                lists.add(m.list_id)
+            if m.attempts > 1 and (m.cc or m.bcc):
+                retried.setdefault(m.workspace_id, []).append(m.id)
+        for workspace_id, ids in contacts.items():
+            found = await message_repository.contacts(session, workspace_id, ids=sorted(ids))
+            for contact, external in found:
+                ctx.contacts[contact.id] = contact_document(contact, external)
+            for gone in ids - ctx.contacts.keys():
+                ctx.contacts[gone] = {}
+        for workspace_id, (keys, lists) in listed.items():
+            ctx.list_refusals[workspace_id] = await message_repository.list_refusals(
+                session, workspace_id, sorted(keys), sorted(lists)
+            )
+        for workspace_id, message_ids in retried.items():
+            ctx.copies_accepted.update(
+                await message_repository.copies_accepted(session, workspace_id, message_ids)
+            )
 
     async def _renderer(
         self, session: AsyncSession, workspace_id: uuid.UUID, version_id: uuid.UUID
@@ -150,16 +194,6 @@ class BatchPreparer:
             self._keys.put((workspace_id, domain), found)
         return found
 
-    async def _contact(
-        self, session: AsyncSession, workspace_id: uuid.UUID, contact_id: uuid.UUID
-    ) -> dict[str, Any]:
-        """The contact as templates see it (`contact.*`); {} when it is gone."""
-        try:
-            read = await contact_service.get_contact(session, workspace_id, contact_id)
-        except SendstreamError:
-            return {}
-        return read.model_dump(mode="json")
-
 
 def failed(m: Outgoing, code: str, message: str, *, reason: str) -> Outcome:
     """A message that fails without an SMTP answer (suppressed, cannot be built)."""
@@ -174,6 +208,7 @@ def failed(m: Outgoing, code: str, message: str, *, reason: str) -> Outcome:
         event={
             "message_id": str(m.id),
             "to": m.to_email,
+            "contact_id": _text(m.contact_id),
             "attempt": m.attempts,
             "reason": reason,
             "code": code,
@@ -199,6 +234,7 @@ def retry_later(m: Outgoing, why: str, settings: Settings) -> Outcome:
         event={
             "message_id": str(m.id),
             "to": m.to_email,
+            "contact_id": _text(m.contact_id),
             "attempt": m.attempts,
             "response": why[:2000],
             "next_attempt_at": again.isoformat(),
@@ -220,6 +256,16 @@ def envelope_for(
             f"{m.to_email} was suppressed ({reason}) after the message was queued",
             reason="suppressed",
         )
+    if m.list_id is not None and m.stream == "marketing":
+        refusals = ctx.list_refusals.get(m.workspace_id, {})
+        status = refusals.get((m.to_email_key or _key(m.to_email), m.list_id))
+        if status is not None:
+            return failed(
+                m,
+                "recipient_unsubscribed_from_list",
+                f"{m.to_email} is {status} on list {m.list_id} since the message was queued",
+                reason="unsubscribed_from_list",
+            )
 
     def kept(copies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -252,6 +298,11 @@ def envelope_for(
             tracking=tracking,
             date=date,
         )
+        done = ctx.copies_accepted.get(m.id)
+        if done:
+            # The Cc header stays as it was; only the envelope skips them.
+            cc = [c for c in cc if str(c["email"]).lower() not in done]
+            bcc = [c for c in bcc if str(c["email"]).lower() not in done]
         return compose.envelope(m, compose.sign(raw, keys), settings, cc=cc, bcc=bcc)
     except ComposeError as exc:
         return failed(m, exc.code, exc.message, reason="compose")
@@ -264,6 +315,21 @@ def _primary(envelope: Envelope, result: DeliveryResult) -> RecipientResult | No
         if item.recipient.lower() == wanted:
             return item
     return result.results[0] if result.results else None
+
+
+def _copies_accepted(
+    envelope: Envelope, result: DeliveryResult, primary: RecipientResult
+) -> list[str]:
+    """The copies this attempt delivered (not the `to` recipient). None when
+    the connection broke before the final reply: then nobody is known to
+    have it, and everyone gets the retry."""
+    if result.uncertain:
+        return []
+    return [r.recipient for r in result.results if r is not primary and r.outcome == "sent"]
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 def outcome_of(
@@ -285,6 +351,7 @@ def outcome_of(
     event: dict[str, Any] = {
         "message_id": str(m.id),
         "to": m.to_email,
+        "contact_id": _text(m.contact_id),
         "attempt": m.attempts,
         "smtp_code": code,
         "enhanced": primary.enhanced,
@@ -299,6 +366,9 @@ def outcome_of(
         next_attempt_at = retry_at(settings.delivery, m.attempts, m.first_due or now, now)
         if next_attempt_at is not None:
             event |= {"next_attempt_at": next_attempt_at.isoformat(), "uncertain": result.uncertain}
+            accepted = _copies_accepted(envelope, result, primary)
+            if accepted:
+                event[COPIES_ACCEPTED] = accepted
         else:
             status = "failed"
             hours = settings.delivery.max_retry_hours
