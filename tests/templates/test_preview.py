@@ -145,6 +145,7 @@ class TestPreview:
         body = problem(response, 422, "template_undefined_variable")
         assert body["errors"] == [
             {
+                "location": "body.text",
                 "field": "text",
                 "line": 2,
                 "column": 20,

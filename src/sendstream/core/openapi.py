@@ -14,9 +14,14 @@ from sendstream.core.http import PROBLEM_JSON
 
 
 class ProblemDetail(BaseModel):
-    location: str
+    location: str = Field(description="Where: `body.email`, `query.limit`, `body.html` ...")
     message: str
     type: str | None = None
+    # Template errors point into the source as well.
+    field: str | None = Field(default=None, description="Template field (`html`, `subject` ...).")
+    template: str | None = Field(default=None, description="Layout or partial key, if not main.")
+    line: int | None = Field(default=None, description="Line in the template source, from 1.")
+    column: int | None = Field(default=None, description="Column in that line, from 1.")
 
 
 class Problem(BaseModel):

@@ -129,7 +129,12 @@ def syntax_entry(info: SourceInfo, exc: TemplateSyntaxError) -> dict[str, Any]:
 def entry(
     info: SourceInfo, line: int | None, column: int | None, message: str, **extra: Any
 ) -> dict[str, Any]:
-    found: dict[str, Any] = {"field": info.field}
+    # `location` as every other problem detail has it: the request field, or
+    # the stored layout or partial the error is in.
+    where = (
+        f"body.{info.field}" if info.template is None else f"template:{info.template}.{info.field}"
+    )
+    found: dict[str, Any] = {"location": where, "field": info.field}
     if info.template is not None:
         found["template"] = info.template
     found.update(line=line, column=column, message=message, **extra)
