@@ -169,6 +169,16 @@ SEMANTIC_REJECTIONS = {
     "domain_not_verified",
     # The send API: a marketing message to a contact unsubscribed from its list.
     "recipient_unsubscribed_from_list",
+    # Webhook endpoints: a URL the schema allows but that is not a usable
+    # receiver (scheme, credentials, length, https outside development, a
+    # host that does not resolve or resolves to internal addresses), event
+    # types the catalogue does not have, and headers that would forge or
+    # break the request.
+    "invalid_webhook_url",
+    "webhook_https_required",
+    "webhook_url_not_allowed",
+    "webhook_host_unresolvable",
+    "unknown_event_type",
 }
 
 

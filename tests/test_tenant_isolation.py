@@ -53,8 +53,12 @@ from sendstream.models.sending_domain import SendingDomain
 from sendstream.models.suppression import Suppression
 from sendstream.models.template import Template
 from sendstream.models.user import User
+from sendstream.models.webhook_delivery import WebhookDelivery
+from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.templates.schemas import TemplateCreate
 from sendstream.templates.service import template_service
+from sendstream.webhooks.endpoint_service import endpoint_service
+from sendstream.webhooks.schemas import WebhookCreate
 from sendstream.workspaces.service import api_key_service, user_service
 from tests.fixtures.actors import Actor
 
@@ -229,6 +233,34 @@ async def _message(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     return Owned({"message_id": str(message.id)}, Message, message.id)
 
 
+async def _webhook(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A webhook endpoint: the routes under /v1/webhooks/{webhook_id}/... (its
+    URL is on loopback, which the workspace is allowed; nothing is sent)."""
+    await endpoint_service.set_private_addresses_allowed(session, workspace_id, True)
+    endpoint, _ = await endpoint_service.create_endpoint(
+        session,
+        workspace_id,
+        WebhookCreate(url="https://127.0.0.1:9/hook", event_types=["*"]),
+    )
+    # One delivery, for /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/...
+    delivery = WebhookDelivery(
+        workspace_id=workspace_id,
+        endpoint_id=endpoint.id,
+        webhook_id="msg_1_test",
+        event_positions=[1],
+        event_type="contact.created",
+        payload={"type": "contact.created", "timestamp": "2026-11-26T10:00:00Z", "data": {}},
+        status="failed",
+    )
+    session.add(delivery)
+    await session.flush()
+    return Owned(
+        {"webhook_id": str(endpoint.id), "delivery_id": str(delivery.id)},
+        WebhookEndpoint,
+        endpoint.id,
+    )
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -246,6 +278,8 @@ FACTORIES: dict[str, Factory] = {
     "/v1/messages/{message_id:uuid}": _message,
     "/v1/suppressions/{address}": _suppressed_address,
     "/v1/suppressions/domains/{domain}": _suppressed_domain,
+    "/v1/webhooks/{webhook_id}": _webhook,
+    "/v1/webhooks/{webhook_id:uuid}": _webhook,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the
@@ -263,6 +297,8 @@ PUBLIC_TOKEN_ROUTES = {("GET", "/v1/confirm/{token}"), ("POST", "/v1/confirm/{to
 
 # Request bodies for id routes whose body cannot be `{}`, keyed "METHOD path".
 BODIES: dict[str, Any] = {
+    "POST /v1/webhooks/{webhook_id}/replay": {"since": "2026-01-01T00:00:00Z"},
+    "POST /v1/webhooks/{webhook_id}/test": {"event_type": "contact.created"},
     "PUT /v1/contacts/{contact_id}/subscriptions/{list_id}": {"status": "subscribed"},
     "POST /v1/templates/{template_id}/versions": {"subject": "Hi", "text": "Hello"},
     "POST /v1/templates/{template_id}/test-send": {"to": ["qa@a.example"], "from": "t@a.example"},

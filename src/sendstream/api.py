@@ -7,8 +7,11 @@ from fastapi import APIRouter
 from sendstream.contacts.router import router as contacts_router
 from sendstream.delivery.domain_router import router as domains_router
 from sendstream.delivery.message_router import router as messages_router
+from sendstream.events.router import router as events_router
 from sendstream.jobs.router import router as jobs_router
 from sendstream.templates.router import router as templates_router
+from sendstream.webhooks.delivery_router import router as webhook_deliveries_router
+from sendstream.webhooks.endpoint_router import router as webhooks_router
 from sendstream.workspaces.router import router as workspaces_router
 
 api_router = APIRouter(prefix="/v1")
@@ -18,3 +21,6 @@ api_router.include_router(contacts_router)
 api_router.include_router(templates_router)
 api_router.include_router(domains_router)
 api_router.include_router(messages_router)
+api_router.include_router(webhooks_router)
+api_router.include_router(webhook_deliveries_router)
+api_router.include_router(events_router)

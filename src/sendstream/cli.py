@@ -17,6 +17,7 @@ from sendstream.core.logging import configure_logging
 from sendstream.core.secrets_cli import secrets_app
 from sendstream.core.settings import get_settings
 from sendstream.jobs import cli as jobs_cli
+from sendstream.webhooks.cli import webhooks_app
 from sendstream.workspaces.cli import keys_app, workspaces_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @functools.wraps(jobs_cli.worker)

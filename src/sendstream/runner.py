@@ -22,6 +22,7 @@ from sendstream.core.logging import configure_logging, get_logger
 from sendstream.core.metrics import REGISTRY
 from sendstream.core.settings import get_settings
 from sendstream.delivery.worker import run_delivery
+from sendstream.webhooks.worker import run_webhooks
 from sendstream.workspaces.service import api_key_service, workspace_service
 
 log = get_logger("sendstream.up")
@@ -123,6 +124,10 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
                 tasks.append(
                     asyncio.create_task(run_delivery(database=db, stop=stop), name="delivery")
                 )
+            if settings.webhooks.delivery_loop:
+                tasks.append(
+                    asyncio.create_task(run_webhooks(database=db, stop=stop), name="webhooks")
+                )
         # uvicorn exposes readiness only as a flag.
         while not server.started and not tasks[0].done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -195,6 +200,8 @@ async def _work(concurrency: int | None) -> None:
     tasks = [asyncio.create_task(run_worker(concurrency=concurrency, stop=stop), name="jobs")]
     if get_settings().delivery.delivery_loop:
         tasks.append(asyncio.create_task(run_delivery(stop=stop), name="delivery"))
+    if get_settings().webhooks.delivery_loop:
+        tasks.append(asyncio.create_task(run_webhooks(stop=stop), name="webhooks"))
     stopper = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     # Whichever ended first (a signal, or a loop that failed), both stop.

@@ -141,6 +141,10 @@ class TestRotate:
         assert {
             ("sending_domains", "dkim_private_key"),
             ("sending_domains", "ed25519_private_key"),
+            ("webhook_endpoints", "secret_encrypted"),
+            ("webhook_endpoints", "previous_secret_encrypted"),
+            ("webhook_endpoints", "headers_encrypted"),
+            ("webhook_endpoints", "ed25519_private_encrypted"),
         } <= found
 
 

@@ -297,6 +297,64 @@ class ImportSettings(BaseModel):
     stalled_after_minutes: float = 2.0
 
 
+class WebhookSettings(BaseModel):
+    """Outbound webhooks (see docs/webhooks.md). (Several people add to this
+    class: append new fields at the end, each with its default.)"""
+
+    # Accept `http://` endpoint URLs. None: only when `environment` is
+    # "development", so production receivers always get TLS.
+    allow_http: bool | None = None
+    # Let every workspace reach loopback, private, link-local and other
+    # internal addresses (the per-workspace switch is
+    # `webhooks_allow_private_addresses`). Off: only receivers on the public
+    # internet, so a webhook cannot be aimed at the network Sendstream runs in.
+    allow_private_addresses: bool = False
+    # Resolver for webhook hosts (on save and before each connection); an
+    # empty list uses the system's (/etc/resolv.conf). `dns_timeout`: seconds
+    # one lookup may take before the host counts as unresolvable.
+    dns_nameservers: list[str] = Field(default_factory=list)
+    dns_port: int = 53
+    dns_timeout: float = 5.0
+    # --- delivery (docs/webhooks.md, "Delivery" and "Retries")
+    # Run the webhook sender and the fan-out of events into deliveries in
+    # `sendstream worker` and `sendstream up` processes.
+    delivery_loop: bool = True
+    # Seconds to open a connection (TLS included), and to wait for each read
+    # of the response (a receiver that hangs fails after this long).
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    # Retries after a timeout, a connection error, 408, 425, 429 or 5xx: the
+    # n-th waits a random time up to min(retry_max_seconds,
+    # retry_first_seconds * 2**(n-1)) (full jitter), until retry_for_seconds
+    # after the delivery was created; then `failed`. A 429's Retry-After is
+    # honoured up to retry_after_max_seconds.
+    retry_first_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    retry_for_seconds: float = 259_200.0
+    retry_after_max_seconds: float = 3600.0
+    # An endpoint whose every attempt has failed for this long is disabled
+    # (event `webhook.disabled`, reason `failing`).
+    disable_after_seconds: float = 432_000.0
+    # Deliveries one worker process holds at once (claimed or in a request),
+    # and claimed per round trip. After a crash at most this many per process
+    # are sent a second time (with the same webhook-id).
+    worker_concurrency: int = Field(default=100, ge=1)
+    worker_batch_size: int = Field(default=50, ge=1)
+    # Seconds a claimed delivery stays leased; heartbeats extend it while the
+    # worker lives, so only a dead worker's deliveries are taken over.
+    lease_seconds: float = 60.0
+    # Fallback wake-up when no NOTIFY arrives (retries coming due).
+    poll_interval: float = 2.0
+    # Events read from the outbox per fan-out transaction.
+    dispatch_batch_size: int = Field(default=500, ge=1)
+    # Keep-alive connections per worker process (all endpoints together).
+    # httpx's pool scans every connection for every queued request, so a
+    # pool much larger than `worker_concurrency` costs CPU for nothing.
+    max_connections: int = Field(default=100, ge=1)
+    # On SIGTERM, seconds in-flight requests get to finish.
+    shutdown_grace_seconds: float = 10.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENDSTREAM_",
@@ -327,6 +385,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -17,5 +17,7 @@ from sendstream.models import (  # noqa: F401
     template,
     template_version,
     user,
+    webhook_delivery,
+    webhook_endpoint,
     workspace,
 )
