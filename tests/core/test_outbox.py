@@ -18,6 +18,7 @@ from sendstream.core.db import Database
 from sendstream.core.errors import InvalidInput, NotFound
 from sendstream.core.outbox import EventRecord
 from sendstream.models.event import Event
+from sendstream.models.workspace import Workspace
 
 
 async def new_workspace(db: Database, name: str = "ws") -> uuid.UUID:
@@ -258,6 +259,40 @@ class TestConsumers:
         await register(db, "reader")
         records = await read(db, "reader", workspace_id=second)
         assert [(r.workspace_id, r.type) for r in records] == [(second, "theirs")]
+
+    async def test_skip_passes_over_the_workspaces_the_consumer_does_not_serve(
+        self, db: Database
+    ) -> None:
+        served, other = await new_workspace(db, "a"), await new_workspace(db, "b")
+        await emit_committed(db, served, "s.1")
+        await emit_committed(db, other, "o.1", "o.2")
+        await register(db, "few")
+        only_served = select(Workspace.id).where(Workspace.id == served)
+
+        async def skip_then_read() -> list[tuple[uuid.UUID, str]]:
+            async with db.session() as session:
+                await outbox.skip_uninterested(session, "few", only_served)
+                found = await outbox.read(session, "few")
+            return [(r.workspace_id, r.type) for r in found]
+
+        assert await skip_then_read() == [(served, "s.1")]
+        await emit_committed(db, other, "o.3")
+        await emit_committed(db, served, "s.2")
+        assert await skip_then_read() == [(served, "s.1"), (served, "s.2")]
+        async with db.session() as session:
+            lag = await outbox.lag(session, "few")
+        assert lag.get(other, 0) == 0
+        # Another consumer still sees everything.
+        await register(db, "all")
+        assert [r.type for r in await read(db, "all", workspace_id=other)] == ["o.1", "o.2", "o.3"]
+
+    async def test_skip_for_an_unregistered_consumer_changes_nothing(self, db: Database) -> None:
+        ws = await new_workspace(db)
+        await emit_committed(db, ws, "a")
+        async with db.session() as session:
+            await outbox.skip_uninterested(session, "nobody", select(Workspace.id).where(False))
+        with pytest.raises(NotFound):
+            await read(db, "nobody")
 
     async def test_seek_back_replays_events(self, db: Database) -> None:
         ws = await new_workspace(db)

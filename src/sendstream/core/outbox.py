@@ -33,6 +33,7 @@ from typing import Any, Literal
 import psycopg
 from sqlalchemy import (
     ColumnElement,
+    Select,
     String,
     and_,
     event,
@@ -428,6 +429,45 @@ async def read(
         if len(records) >= limit:
             break
     return records
+
+
+async def skip_uninterested(
+    session: AsyncSession, consumer: str, interested: Select[uuid.UUID]
+) -> None:
+    """Move `consumer` to the newest position of every workspace that is not
+    among `interested` (a SELECT of workspace ids), without reading its
+    events: a consumer that serves few workspaces (webhooks: those with an
+    endpoint) must not read every event of every other one.
+
+    One statement, so one snapshot: the counters it reads and the rows
+    `interested` sees are of the same moment."""
+    acked = func.coalesce(ConsumerOffset.position, 0)
+    behind = (
+        select(literal(consumer, String()), EventCounter.workspace_id, EventCounter.last_position)
+        .outerjoin(
+            ConsumerOffset,
+            and_(
+                ConsumerOffset.workspace_id == EventCounter.workspace_id,
+                ConsumerOffset.consumer == consumer,
+            ),
+        )
+        .where(
+            EventCounter.last_position > acked,
+            EventCounter.workspace_id.not_in(interested),
+            # An unregistered consumer is left to `read` to report.
+            select(EventConsumer.name).where(EventConsumer.name == consumer).exists(),
+        )
+    )
+    upsert = pg_insert(ConsumerOffset).from_select(["consumer", "workspace_id", "position"], behind)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[ConsumerOffset.consumer, ConsumerOffset.workspace_id],
+            set_={
+                "position": func.greatest(ConsumerOffset.position, upsert.excluded.position),
+                "updated_at": func.now(),
+            },
+        )
+    )
 
 
 def _record(row: Event) -> EventRecord:

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.core import outbox
 from sendstream.core.errors import NotFound
 from sendstream.core.outbox import EventRecord
+from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.webhooks.catalogue import matches, passes_filters
 from sendstream.webhooks.delivery_repository import NewDelivery, Target, delivery_repository
 
@@ -185,6 +186,13 @@ async def dispatch_once(session: AsyncSession, *, limit: int) -> tuple[int, int]
     ).scalar_one()
     if not locked:
         return 0, 0
+    # Workspaces without an enabled endpoint have nothing to fan out: their
+    # events are passed over unread (most events of a busy sender).
+    await outbox.skip_uninterested(
+        session,
+        CONSUMER,
+        select(WebhookEndpoint.workspace_id).where(WebhookEndpoint.enabled.is_(True)),
+    )
     try:
         events = await outbox.read(session, CONSUMER, limit=limit)
     except NotFound:
