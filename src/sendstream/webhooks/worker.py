@@ -53,6 +53,8 @@ from sendstream.webhooks.dispatcher import DELIVERY_CHANNEL, dispatch_once
 from sendstream.webhooks.sender import USER_AGENT, AttemptResult, WebhookSender
 
 log = structlog.get_logger("sendstream.webhooks")
+# Least time between two fan-out rounds that found less than a full batch.
+DISPATCH_COALESCE_SECONDS = 0.05
 
 MAX_RECONNECT_BACKOFF = 10.0
 MIN_IDLE_SLEEP = 0.05
@@ -334,6 +336,10 @@ class WebhookWorker:
                 self._wake.set()
             if read >= limit:
                 continue
+            # Every commit that writes events wakes this loop; during a bulk
+            # send that is dozens a second per process, each a round of
+            # queries. Waiting a little lets one round take them together.
+            await asyncio.sleep(DISPATCH_COALESCE_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._dispatch_wake.wait(), self.settings.webhooks.poll_interval
