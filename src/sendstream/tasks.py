@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from sendstream.contacts import tasks as contacts_tasks
 from sendstream.jobs import tasks as jobs_tasks
+from sendstream.webhooks import tasks as webhooks_tasks
 
-__all__ = ["contacts_tasks", "jobs_tasks"]
+__all__ = ["contacts_tasks", "jobs_tasks", "webhooks_tasks"]

@@ -353,6 +353,10 @@ class WebhookSettings(BaseModel):
     max_connections: int = Field(default=100, ge=1)
     # On SIGTERM, seconds in-flight requests get to finish.
     shutdown_grace_seconds: float = 10.0
+    # Days a finished delivery (succeeded, failed, cancelled) and its attempts
+    # are kept for the attempts API and replay-by-delivery; replay by time
+    # range works from the events, which are kept longer.
+    retention_days: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):

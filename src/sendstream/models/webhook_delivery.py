@@ -75,6 +75,12 @@ class WebhookDelivery(Base):
         ),
         # The API's list, newest first.
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        # Pruning finished deliveries past retention (webhooks/tasks.py).
+        Index(
+            "ix_webhook_deliveries_finished",
+            "completed_at",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)

@@ -116,3 +116,26 @@ def find_kind(kind: str) -> JobKind | None:
 
 def registered_kinds() -> list[str]:
     return sorted(_kinds)
+
+
+# --- housekeeping
+
+Cleanup = Callable[["AsyncSession"], Awaitable[int]]
+_cleanups: dict[str, Cleanup] = {}
+
+
+def cleanup(name: str) -> Callable[[Cleanup], Cleanup]:
+    """Register a domain's housekeeping (deleting what is past its retention):
+    every worker runs each one about once a minute in its own transaction.
+    It returns how many rows it removed, and removes a bounded slice per call
+    so one run never holds locks for long."""
+
+    def register(fn: Cleanup) -> Cleanup:
+        _cleanups[name] = fn
+        return fn
+
+    return register
+
+
+def registered_cleanups() -> dict[str, Cleanup]:
+    return dict(_cleanups)

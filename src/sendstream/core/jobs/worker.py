@@ -10,8 +10,8 @@ Four loops share three raw psycopg connections (autocommit):
   gathered since the last round trip);
 - heartbeat: extends the leases of held jobs every lease/3 s and stops the
   task of any job that is no longer ours (cancelled through the API or CLI);
-- maintenance: puts expired leases back (the reaper) and deletes finished jobs
-  past retention.
+- maintenance: puts expired leases back (the reaper), deletes finished jobs
+  past retention and runs every domain's registered `cleanup`.
 
 Delivery is at least once. A handler that uses `ctx.session` has its writes
 committed in the same transaction that marks the job succeeded, so those writes
@@ -47,7 +47,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.core.db import Database, create_database
 from sendstream.core.idempotency import delete_expired_idempotency_keys
 from sendstream.core.jobs import queue
-from sendstream.core.jobs.registry import Cancel, JobContext, JobInfo, JobKind, Retry, find_kind
+from sendstream.core.jobs.registry import (
+    Cancel,
+    JobContext,
+    JobInfo,
+    JobKind,
+    Retry,
+    find_kind,
+    registered_cleanups,
+)
 from sendstream.core.metrics import JOB_OUTCOMES, JOB_SECONDS
 from sendstream.core.settings import Settings, get_settings
 
@@ -394,6 +402,11 @@ class Worker:
                     keys = await delete_expired_idempotency_keys(session)
                 if keys:
                     log.info("idempotency_keys.cleaned_up", deleted=keys)
+                for name, clean in registered_cleanups().items():
+                    async with self.database.session() as session:
+                        removed = await clean(session)
+                    if removed:
+                        log.info("cleanup.done", cleanup=name, deleted=removed)
             await asyncio.sleep(interval)
 
     async def _flush(self, conn: psycopg.AsyncConnection[Any]) -> None:

@@ -89,6 +89,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_endpoint_id_id", "webhook_deliveries", ["endpoint_id", "id"]
     )
+    op.create_index(
+        "ix_webhook_deliveries_finished",
+        "webhook_deliveries",
+        ["completed_at"],
+        postgresql_where=sa.text("status IN ('succeeded', 'failed', 'cancelled')"),
+    )
     op.create_table(
         "webhook_attempts",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
