@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,9 +40,9 @@ from typing import Any
 import psycopg
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import exc as sa_exc
 
 from sendstream.core.db import Database, create_database
+from sendstream.core.loops import FINAL_ERRORS, first_line, loop_connections, run_reconnecting
 from sendstream.core.metrics import REGISTRY
 from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery import worker_sql
@@ -73,17 +72,8 @@ MESSAGE_OUTCOMES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-MAX_RECONNECT_BACKOFF = 10.0
 MIN_IDLE_SLEEP = 0.05
 FLUSH_GATHER_SECONDS = 0.02
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    OSError,
-)
-_FINAL_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, psycopg.Error, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -166,32 +156,17 @@ class DeliveryWorker:
             batch_size=self.batch_size,
             transport=type(self.transport).__name__,
         )
-        backoff = 0.5
         try:
-            while not self._stop.is_set():
-                try:
-                    async with self._connections() as (listen, claim):
-                        backoff = 0.5
-                        await self._serve(listen, claim)
-                except* DATABASE_ERRORS as group:
-                    log.warning(
-                        "delivery.database_unavailable",
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                        held=len(self._held),
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
-                except* (psycopg.Error, sa_exc.DBAPIError) as group:
-                    log.error(
-                        "delivery.statement_failed",
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
+            await run_reconnecting(
+                self._stop,
+                lambda: loop_connections(
+                    self.database, self.settings, "delivery", ("listen", "claim")
+                ),
+                lambda conns: self._serve(*conns),
+                log=log,
+                loop="delivery",
+                context=lambda: {"held": len(self._held)},
+            )
             await self._finish()
         finally:
             with contextlib.suppress(Exception):
@@ -200,29 +175,6 @@ class DeliveryWorker:
                 await self._database.dispose()
             log.info("delivery.stopped")
             self.stopped.set()
-
-    @contextlib.asynccontextmanager
-    async def _connections(self) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], ...]]:
-        conns: list[psycopg.AsyncConnection[Any]] = []
-        try:
-            for role in ("listen", "claim"):
-                conns.append(
-                    await psycopg.AsyncConnection.connect(
-                        self.database.libpq_url,
-                        autocommit=True,
-                        connect_timeout=max(1, int(self.settings.database.connect_timeout)),
-                        application_name=f"sendstream-delivery-{role}",
-                        keepalives=1,
-                        keepalives_idle=10,
-                        keepalives_interval=5,
-                        keepalives_count=2,
-                    )
-                )
-            yield tuple(conns)
-        finally:
-            for conn in conns:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
 
     async def _serve(
         self, listen: psycopg.AsyncConnection[Any], claim: psycopg.AsyncConnection[Any]
@@ -277,11 +229,11 @@ class DeliveryWorker:
                     async with self.database.session() as session:
                         await worker_sql.release(session, pending)
                     log.info("delivery.released", messages=len(pending))
-        except _FINAL_ERRORS as exc:
+        except FINAL_ERRORS as exc:
             log.warning(
                 "delivery.outcomes_unwritten",
                 messages=len(self._outcomes),
-                error=_first_line(exc),
+                error=first_line(exc),
             )
 
     # --- loops
@@ -390,7 +342,7 @@ class DeliveryWorker:
                 prepared = envelope_for(m, ctx, self.settings)
             except Exception as exc:  # a bug must not strand the message or stop the loop
                 log.exception("delivery.compose_crashed", message_id=str(m.id))
-                prepared = retry_later(m, f"internal error: {_first_line(exc)}", self.settings)
+                prepared = retry_later(m, f"internal error: {first_line(exc)}", self.settings)
             if isinstance(prepared, Outcome):
                 outcome = prepared
             else:
@@ -400,11 +352,11 @@ class DeliveryWorker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a transport must answer, but never lose the message
-                    log.warning("delivery.transport_error", error=_first_line(exc))
+                    log.warning("delivery.transport_error", error=first_line(exc))
                     result = DeliveryResult(
                         results=(
                             RecipientResult(
-                                prepared.recipients[0], "deferred", None, None, _first_line(exc)
+                                prepared.recipients[0], "deferred", None, None, first_line(exc)
                             ),
                         ),
                         relay=None,
@@ -474,11 +426,6 @@ def _outgoing(row: tuple[Any, ...]) -> Outgoing:
         attempts=attempts,
         first_due=first_due,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 async def run_delivery(

@@ -32,18 +32,17 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import structlog
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from sendstream.core import secrets
 from sendstream.core.db import Database, create_database
+from sendstream.core.loops import FINAL_ERRORS, first_line, loop_connections, run_reconnecting
 from sendstream.core.outbox import CHANNEL as EVENTS_CHANNEL
 from sendstream.core.settings import Settings, get_settings
 from sendstream.models.webhook_endpoint import WebhookEndpoint
@@ -56,7 +55,6 @@ log = structlog.get_logger("sendstream.webhooks")
 # Least time between two fan-out rounds that found less than a full batch.
 DISPATCH_COALESCE_SECONDS = 0.05
 
-MAX_RECONNECT_BACKOFF = 10.0
 MIN_IDLE_SLEEP = 0.05
 FLUSH_GATHER_SECONDS = 0.02
 REDACTED = "[redacted]"
@@ -71,14 +69,6 @@ SPEC_HEADERS = frozenset(
         "webhook-signature",
     }
 )
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    OSError,
-)
-_FINAL_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, psycopg.Error, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,31 +183,17 @@ class WebhookWorker:
     async def run(self) -> None:
         """Run until `stop()`; survives database outages."""
         log.info("webhooks.started", concurrency=self.concurrency, batch_size=self.batch_size)
-        backoff = 0.5
         try:
-            while not self._stop.is_set():
-                try:
-                    async with self._connections() as (listen, claim):
-                        backoff = 0.5
-                        await self._serve(listen, claim)
-                except* DATABASE_ERRORS as group:
-                    log.warning(
-                        "webhooks.database_unavailable",
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
-                except* (psycopg.Error, sa_exc.DBAPIError) as group:
-                    log.error(
-                        "webhooks.statement_failed",
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
+            await run_reconnecting(
+                self._stop,
+                lambda: loop_connections(
+                    self.database, self.settings, "webhooks", ("listen", "claim")
+                ),
+                lambda conns: self._serve(*conns),
+                log=log,
+                loop="webhooks",
+                context=lambda: {"held": len(self._held)},
+            )
             await self._finish()
         finally:
             if self._sender is not None:
@@ -227,29 +203,6 @@ class WebhookWorker:
                 await self._database.dispose()
             log.info("webhooks.stopped")
             self.stopped.set()
-
-    @contextlib.asynccontextmanager
-    async def _connections(self) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], ...]]:
-        conns: list[psycopg.AsyncConnection[Any]] = []
-        try:
-            for role in ("listen", "claim"):
-                conns.append(
-                    await psycopg.AsyncConnection.connect(
-                        self.database.libpq_url,
-                        autocommit=True,
-                        connect_timeout=max(1, int(self.settings.database.connect_timeout)),
-                        application_name=f"sendstream-webhooks-{role}",
-                        keepalives=1,
-                        keepalives_idle=10,
-                        keepalives_interval=5,
-                        keepalives_count=2,
-                    )
-                )
-            yield tuple(conns)
-        finally:
-            for conn in conns:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
 
     async def _serve(
         self, listen: psycopg.AsyncConnection[Any], claim: psycopg.AsyncConnection[Any]
@@ -311,9 +264,9 @@ class WebhookWorker:
                             {"ids": [p[0] for p in pending], "attempts": [p[1] for p in pending]},
                         )
                     log.info("webhooks.released", deliveries=len(pending))
-        except _FINAL_ERRORS as exc:
+        except FINAL_ERRORS as exc:
             log.warning(
-                "webhooks.outcomes_unwritten", outcomes=len(self._outcomes), error=_first_line(exc)
+                "webhooks.outcomes_unwritten", outcomes=len(self._outcomes), error=first_line(exc)
             )
 
     # --- loops
@@ -506,7 +459,7 @@ class WebhookWorker:
             log.exception("webhooks.deliver_crashed", delivery_id=d.id)
             now = datetime.now(UTC)
             headers = {}
-            result = AttemptResult(None, None, 0.0, f"internal: {_first_line(exc)}")
+            result = AttemptResult(None, None, 0.0, f"internal: {first_line(exc)}")
             decision = retry.decide(
                 result,
                 attempts=d.attempts,
@@ -549,11 +502,6 @@ class WebhookWorker:
             }
         )
         return headers
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 async def run_webhooks(

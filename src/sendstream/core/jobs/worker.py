@@ -36,7 +36,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,26 +56,18 @@ from sendstream.core.jobs.registry import (
     find_kind,
     registered_cleanups,
 )
+from sendstream.core.loops import first_line, loop_connections, run_reconnecting
 from sendstream.core.metrics import JOB_OUTCOMES, JOB_SECONDS
 from sendstream.core.settings import Settings, get_settings
 
 log = structlog.get_logger("sendstream.jobs")
 
-# Longest pause between reconnection attempts while the database is away.
-MAX_RECONNECT_BACKOFF = 10.0
 # Shortest sleep of an idle claim loop, so a due job that another worker holds
 # locked for a moment cannot turn the loop into a busy spin.
 MIN_IDLE_SLEEP = 0.05
 # last_error keeps the message and the innermost frames, not a whole traceback.
 MAX_ERROR_CHARS = 4000
 CLEANUP_INTERVAL = 60.0
-
-# Errors that mean the server or the network is away: reconnect with backoff.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    OSError,
-)
 
 
 class UnknownJobKind(Exception):
@@ -180,81 +172,23 @@ class Worker:
             concurrency=self.concurrency,
             batch_size=self.batch_size,
         )
-        backoff = 0.5
-        outage_since: float | None = None
         try:
-            while not self._stop.is_set():
-                try:
-                    async with self._connections() as (listen, claim, ack):
-                        if outage_since is not None:
-                            log.info(
-                                "worker.database_back",
-                                worker=self.name,
-                                down_seconds=round(time.monotonic() - outage_since, 1),
-                            )
-                            outage_since = None
-                        backoff = 0.5
-                        await self._serve(listen, claim, ack)
-                except* DATABASE_ERRORS as group:
-                    if outage_since is None:
-                        outage_since = time.monotonic()
-                    log.warning(
-                        "worker.database_unavailable",
-                        worker=self.name,
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                        jobs_held=len(self._held),
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
-                except* psycopg.Error as group:
-                    # A statement failed for another reason (a bug, a lock
-                    # timeout): start over on fresh connections, loudly.
-                    log.error(
-                        "worker.statement_failed",
-                        worker=self.name,
-                        error=_first_line(group.exceptions[0]),
-                        retry_in=backoff,
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(backoff * 2, MAX_RECONNECT_BACKOFF)
+            await run_reconnecting(
+                self._stop,
+                lambda: loop_connections(
+                    self.database, self.settings, "worker", ("listen", "claim", "ack")
+                ),
+                lambda conns: self._serve(*conns),
+                log=log,
+                loop="worker",
+                context=lambda: {"worker": self.name, "jobs_held": len(self._held)},
+            )
             await self._finish_without_connections()
         finally:
             if self._own_database and self._database is not None:
                 await self._database.dispose()
             log.info("worker.stopped", worker=self.name)
             self.stopped.set()
-
-    @contextlib.asynccontextmanager
-    async def _connections(
-        self,
-    ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], ...]]:
-        conns: list[psycopg.AsyncConnection[Any]] = []
-        try:
-            for role in ("listen", "claim", "ack"):
-                conns.append(await self._connect(role))
-            yield tuple(conns)
-        finally:
-            for conn in conns:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
-
-    async def _connect(self, role: str) -> psycopg.AsyncConnection[Any]:
-        db = self.settings.database
-        return await psycopg.AsyncConnection.connect(
-            self.database.libpq_url,
-            autocommit=True,
-            connect_timeout=max(1, int(db.connect_timeout)),
-            application_name=f"sendstream-worker-{role}",
-            # A server that vanished without closing the socket is noticed
-            # within ~20 s instead of at the next TCP timeout (minutes).
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=2,
-        )
 
     async def _serve(
         self,
@@ -313,15 +247,16 @@ class Worker:
             return
         try:
             async with asyncio.timeout(5):
-                conn = await self._connect("final")
-                async with conn:
+                async with loop_connections(self.database, self.settings, "worker", ("final",)) as (
+                    conn,
+                ):
                     await self._flush(conn)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.warning(
                 "worker.outcomes_unwritten",
                 worker=self.name,
                 jobs=len(self._outcomes.ids()),
-                error=_first_line(exc),
+                error=first_line(exc),
             )
 
     # --- loops
@@ -566,11 +501,6 @@ def _describe(exc: BaseException) -> str:
     frames = traceback.format_exception(exc, limit=-3)
     text = f"{type(exc).__name__}: {exc}\n" + "".join(frames[1:])
     return text[:MAX_ERROR_CHARS]
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _ms_since(started: float) -> float:
