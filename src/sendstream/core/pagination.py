@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -27,6 +28,17 @@ class Page(BaseModel, Generic[T]):
 def encode_cursor(key: dict[str, Any]) -> str:
     raw = json.dumps(key, separators=(",", ":"), default=str).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def trim_page(
+    rows: Sequence[T], limit: int, key: Callable[[T], dict[str, Any]]
+) -> tuple[list[T], str | None]:
+    """`rows` as fetched with `limit + 1`: the page, and the cursor of the
+    next one (`key` of the page's last row), or None when this is the last."""
+    if len(rows) <= limit:
+        return list(rows), None
+    page = list(rows[:limit])
+    return page, encode_cursor(key(page[-1]))
 
 
 def decode_cursor(cursor: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.core import secrets
 from sendstream.core.ids import uuid7
 from sendstream.core.outbox import emit
-from sendstream.core.pagination import PageParams, cursor_uuid, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_uuid, trim_page
 from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery.dkim import DkimKey, generate_ed25519_key, generate_rsa_key
 from sendstream.delivery.dns_check import check_records
@@ -152,11 +152,7 @@ class DomainService:
                 session, workspace_id, after=cursor_uuid(page.cursor, "id"), limit=page.limit + 1
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"id": str(rows[-1].id)})
-        return rows, cursor
+        return trim_page(rows, page.limit, lambda row: {"id": str(row.id)})
 
     async def get_domain(
         self, session: AsyncSession, workspace_id: uuid.UUID, domain_id: uuid.UUID

@@ -49,7 +49,7 @@ from sendstream.contacts.service import contact_document, contact_service
 from sendstream.core.errors import InvalidInput, SendstreamError
 from sendstream.core.ids import uuid7
 from sendstream.core.outbox import emit
-from sendstream.core.pagination import PageParams, cursor_uuid, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_uuid, trim_page
 from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery import compose, mime
 from sendstream.delivery.errors import (
@@ -519,10 +519,7 @@ class MessageService:
                 **filters,
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"id": str(rows[-1].id)})
+        rows, cursor = trim_page(rows, page.limit, lambda row: {"id": str(row.id)})
         return [MessageSummary(**_summary_fields(m)) for m in rows], cursor
 
     async def get_raw(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core.errors import InvalidInput
 from sendstream.core.outbox import EventRecord
-from sendstream.core.pagination import PageParams, cursor_int, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_int, trim_page
 from sendstream.events.repository import EventQuery, event_repository
 from sendstream.models.event import Event
 
@@ -63,10 +63,7 @@ class EventService:
                 session, workspace_id, dataclasses.replace(query, limit=page.limit + 1)
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"position": rows[-1].position})
+        rows, cursor = trim_page(rows, page.limit, lambda row: {"position": row.position})
         return [_record(row) for row in rows], cursor
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core.ids import uuid7
 from sendstream.core.outbox import EventRecord
-from sendstream.core.pagination import PageParams, cursor_int, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_int, trim_page
 from sendstream.models.webhook_delivery import WebhookAttempt, WebhookDelivery
 from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.webhooks.catalogue import EVENT_TYPES
@@ -79,11 +79,7 @@ class DeliveryService:
                 limit=page.limit + 1,
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"before": rows[-1].id})
-        return rows, cursor
+        return trim_page(rows, page.limit, lambda row: {"before": row.id})
 
     async def list_attempts(
         self,
@@ -105,11 +101,7 @@ class DeliveryService:
                 limit=page.limit + 1,
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"before": rows[-1].id})
-        return rows, cursor
+        return trim_page(rows, page.limit, lambda row: {"before": row.id})
 
     async def replay_delivery(
         self,

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core import secrets
 from sendstream.core.ids import uuid7
-from sendstream.core.pagination import PageParams, cursor_uuid, encode_cursor
+from sendstream.core.pagination import PageParams, cursor_uuid, trim_page
 from sendstream.core.settings import get_settings
 from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.webhooks import signing, ssrf
@@ -292,11 +292,7 @@ class EndpointService:
                 session, workspace_id, after=cursor_uuid(page.cursor, "id"), limit=page.limit + 1
             )
         )
-        cursor = None
-        if len(rows) > page.limit:
-            rows = rows[: page.limit]
-            cursor = encode_cursor({"id": str(rows[-1].id)})
-        return rows, cursor
+        return trim_page(rows, page.limit, lambda row: {"id": str(row.id)})
 
     # --- what answers and the delivery engine need
 
