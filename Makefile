@@ -17,17 +17,19 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 # Debian tools the tests and benchmarks use as independent peers: Perl's
-# Mail::DKIM (a second DKIM verifier) and Postfix's smtp-sink/smtp-source (an
-# honest SMTP ceiling). Installed once, only when missing.
+# Mail::DKIM (a second DKIM verifier), Postfix's smtp-sink/smtp-source (an
+# honest SMTP ceiling) and wrk (an honest HTTP ceiling). Installed once, only
+# when missing.
 SYSTEM_STAMP := $(VENV)/.system-deps
 
 $(SYSTEM_STAMP): | $(BIN)/python
-	@if ! perl -MMail::DKIM::Verifier -e1 2>/dev/null || ! command -v /usr/sbin/smtp-sink >/dev/null; then \
-		echo "installing Debian packages: libmail-dkim-perl postfix"; \
+	@if ! perl -MMail::DKIM::Verifier -e1 2>/dev/null || ! command -v /usr/sbin/smtp-sink >/dev/null \
+		|| ! command -v wrk >/dev/null; then \
+		echo "installing Debian packages: libmail-dkim-perl postfix wrk"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			libmail-dkim-perl postfix >/dev/null || { apt-get update -q >/dev/null && \
+			libmail-dkim-perl postfix wrk >/dev/null || { apt-get update -q >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			libmail-dkim-perl postfix >/dev/null; }; \
+			libmail-dkim-perl postfix wrk >/dev/null; }; \
 	fi
 	touch $(SYSTEM_STAMP)
 

@@ -1,6 +1,6 @@
 """Webhook throughput: outbox events fanned out to 5 endpoints and sent by
 `sendstream worker` processes to a fast local receiver, against the
-receiver's ceiling (the same receiver hit by a tight httpx client) in the
+receiver's ceiling (the same receiver hit by a C load generator) in the
 same run.
 
     .venv/bin/python bench/webhooks_throughput.py [--events 100000] [--workers 2]
@@ -19,9 +19,11 @@ same run.
    per transaction at about 100/s (500 deliveries/s); `p50_ms`/`p99_ms`
    are an attempt's end minus its event's `occurred_at` (fan-out, claim,
    signing, the request and the outcome's commit).
-5. Ceiling: the receiver hit by a tight loop of one httpx.AsyncClient (100
-   requests in flight, keep-alive, the same body size), the same client
-   library the workers use, in one process: `ceiling_requests_per_s`.
+5. Ceiling: the receiver hit by `wrk` (Debian package `wrk`; 2 threads, 100
+   keep-alive connections, POSTs of the same body size for 10 s):
+   `ceiling_requests_per_s`, what the receiver itself can answer. Without
+   wrk on PATH, a tight loop of one httpx.AsyncClient in one process, whose
+   own CPU is then the limit (`ceiling_tool` says which).
 
 The last line printed is one flat JSON object.
 """
@@ -33,6 +35,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -274,6 +277,39 @@ async def run_latency(
     return float(row[0] or 0), float(row[1] or 0)
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = string.rep("x", %d)
+done = function(summary, latency, requests)
+  io.write(string.format("ceiling-errors %%d %%d\\n",
+    summary.errors.status, summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def run_wrk(port: int, concurrency: int, body: bytes, tmp: Path) -> float:
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT % len(body))
+    url = f"http://127.0.0.1:{port}/hook/ceiling"
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(concurrency), "-d", "10s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = errors = None
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            rate = float(line.split()[1])
+        if line.startswith("ceiling-errors"):
+            errors = [int(n) for n in line.split()[1:]]
+    if rate is None or errors != [0, 0]:
+        raise RuntimeError(f"wrk failed or saw errors:\n{out}")
+    return rate
+
+
 async def run_ceiling(port: int, requests: int, concurrency: int, body: bytes) -> float:
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
@@ -333,8 +369,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "SELECT octet_length(payload::text) FROM webhook_deliveries LIMIT 1"
             ).fetchone()
         body = b"x" * (int(row[0]) if row else 300)
-        log("ceiling")
-        ceiling = await run_ceiling(port, 30_000, 100, body)
+        ceiling_tool = "wrk" if shutil.which("wrk") else "httpx"
+        log(f"ceiling ({ceiling_tool})")
+        if ceiling_tool == "wrk":
+            ceiling = run_wrk(port, 100, body, tmp)
+        else:
+            ceiling = await run_ceiling(port, 30_000, 100, body)
     finally:
         stop(workers)
         receiver.terminate()
@@ -350,6 +390,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "deliveries": total,
         "deliveries_per_s": round(rate, 1),
         "ceiling_requests_per_s": round(ceiling, 1),
+        "ceiling_tool": ceiling_tool,
         "ratio_vs_ceiling": round(rate / ceiling, 3),
         "ratio_vs_goal": round(rate / GOAL, 3),
         "p50_ms": round(p50, 1),

@@ -347,9 +347,8 @@ class WebhookSettings(BaseModel):
     poll_interval: float = 2.0
     # Events read from the outbox per fan-out transaction.
     dispatch_batch_size: int = Field(default=500, ge=1)
-    # Keep-alive connections per worker process (all endpoints together).
-    # httpx's pool scans every connection for every queued request, so a
-    # pool much larger than `worker_concurrency` costs CPU for nothing.
+    # Keep-alive connections per worker process to all endpoints together
+    # (webhooks/http_client.py; the pool also caps each origin at this).
     max_connections: int = Field(default=100, ge=1)
     # On SIGTERM, seconds in-flight requests get to finish.
     shutdown_grace_seconds: float = 10.0

@@ -1,11 +1,12 @@
 """One webhook HTTP request, made safely: the `WebhookSender` owns the
-process's one `httpx.AsyncClient` (HTTP/1.1, keep-alive pool).
+process's one connection pool (`http_client.ConnectionPool`: HTTP/1.1 over
+h11, keep-alive).
 
 - SSRF: the URL is checked and its host resolved (`ssrf.check_url`) before
-  the request, and the connection goes to the vetted address itself (the URL's
-  host replaced by the address, `Host` and TLS SNI/certificate checks kept on
-  the name), so a DNS answer that changes between check and connect cannot
-  reach an internal address. Answers are reused for `DNS_CACHE_SECONDS`.
+  the request, and the connection goes to the vetted address itself (`Host`
+  and TLS SNI/certificate checks kept on the name), so a DNS answer that
+  changes between check and connect cannot reach an internal address.
+  Answers are reused for `DNS_CACHE_SECONDS`.
 - Redirects are not followed (a 3xx is recorded as the answer).
 - The response body is streamed: its first KiB is kept, at most
   `DRAIN_LIMIT` bytes are read so the connection can be reused, and past
@@ -20,18 +21,30 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-
-import httpx
+from urllib.parse import quote
 
 from sendstream.core.errors import SendstreamError
 from sendstream.core.settings import Settings
 from sendstream.webhooks import ssrf
+from sendstream.webhooks.http_client import (
+    ConnectionPool,
+    ConnectTimeout,
+    HttpError,
+    Origin,
+    ReadTimeout,
+)
 
 RESPONSE_KEEP_BYTES = 1024
 # Bytes of a response read to keep its connection reusable; more is not read.
 DRAIN_LIMIT = 65_536
 DNS_CACHE_SECONDS = 30.0
+# Idle connections are closed after this long.
+KEEPALIVE_SECONDS = 30.0
 USER_AGENT = "Sendstream-Webhooks/1.0"
+# Framing and routing are the client's: a custom header must not override them.
+_OURS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Characters left as they are when a non-ASCII path is percent-encoded.
+_URL_SAFE = "/%:@!$&'()*+,;=?-._~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +61,13 @@ class AttemptResult:
     refused: bool = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Resolved:
-    addresses: list[ssrf.IPAddress]
+    """A URL checked and taken apart: where to connect, what to ask for."""
+
+    origin: Origin
+    target: str
+    host_header: str
     until: float
 
 
@@ -59,103 +76,75 @@ class WebhookSender:
         webhooks = settings.webhooks
         self.read_timeout = webhooks.read_timeout
         self.connect_timeout = webhooks.connect_timeout
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=webhooks.connect_timeout,
-                read=webhooks.read_timeout,
-                write=webhooks.read_timeout,
-                pool=webhooks.read_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=webhooks.max_connections,
-                max_keepalive_connections=webhooks.max_connections,
-                keepalive_expiry=30.0,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-            http1=True,
-            http2=False,
+        self._pool = ConnectionPool(
+            max_connections=webhooks.max_connections,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+            connect_timeout=webhooks.connect_timeout,
+            read_timeout=webhooks.read_timeout,
+            keep_bytes=RESPONSE_KEEP_BYTES,
+            drain_limit=DRAIN_LIMIT,
         )
         self._dns: dict[tuple[str, bool], _Resolved] = {}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
-    async def _addresses(self, url: str, allow_private: bool) -> list[ssrf.IPAddress]:
+    async def _resolve(self, url: str, allow_private: bool) -> _Resolved:
         key = (url, allow_private)
         now = time.monotonic()
         cached = self._dns.get(key)
         if cached is not None and cached.until > now:
-            return cached.addresses
+            return cached
         addresses = await ssrf.check_url(url, allow_private)
+        parts, host = ssrf.parse_url(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+        origin = Origin(scheme, str(addresses[0]), port, host if scheme == "https" else None)
+        named = f"[{host}]" if ":" in host else host
+        host_header = named if parts.port is None else f"{named}:{parts.port}"
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        if not target.isascii():
+            target = quote(target, safe=_URL_SAFE)
         if len(self._dns) > 10_000:
             self._dns.clear()
-        self._dns[key] = _Resolved(addresses, now + DNS_CACHE_SECONDS)
-        return addresses
+        resolved = _Resolved(origin, target, host_header, now + DNS_CACHE_SECONDS)
+        self._dns[key] = resolved
+        return resolved
 
     async def send(
         self, url: str, headers: dict[str, str], body: bytes, *, allow_private: bool
     ) -> AttemptResult:
         started = time.perf_counter()
         try:
-            addresses = await self._addresses(url, allow_private)
+            resolved = await self._resolve(url, allow_private)
         except SendstreamError as exc:
             refused = exc.code != "webhook_host_unresolvable"
             return AttemptResult(
                 None, None, _ms(started), f"{exc.code}: {exc.message}", None, refused
             )
-        target = httpx.URL(url)
-        address = addresses[0]
-        extensions: dict[str, str] = {}
-        if target.scheme == "https":
-            extensions["sni_hostname"] = target.host
-        host_header = target.netloc.decode("ascii")
-        request = self._client.build_request(
-            "POST",
-            target.copy_with(host=str(address)),
-            headers={**headers, "host": host_header},
-            content=body,
-            extensions=extensions,
-        )
+        wire = [("host", resolved.host_header)]
+        wire += [(k, v) for k, v in headers.items() if k.lower() not in _OURS]
         deadline = self.connect_timeout + 2 * self.read_timeout
         try:
             async with asyncio.timeout(deadline):
-                response = await self._client.send(request, stream=True)
-                try:
-                    kept = await _read_some(response)
-                finally:
-                    await response.aclose()
+                response = await self._pool.post(resolved.origin, resolved.target, wire, body)
         except TimeoutError:
             return AttemptResult(
                 None, None, _ms(started), f"timeout: no complete answer within {deadline:g} s"
             )
-        except httpx.TimeoutException as exc:
-            return AttemptResult(None, None, _ms(started), f"timeout: {type(exc).__name__}")
-        except httpx.HTTPError as exc:
-            return AttemptResult(None, None, _ms(started), f"connection: {_describe(exc)}")
-        except OSError as exc:
+        except (ConnectTimeout, ReadTimeout) as exc:
+            return AttemptResult(None, None, _ms(started), f"timeout: {_describe(exc)}")
+        except (HttpError, OSError) as exc:
             return AttemptResult(None, None, _ms(started), f"connection: {_describe(exc)}")
         return AttemptResult(
             response.status_code,
-            kept.decode("utf-8", "replace"),
+            response.body.decode("utf-8", "replace"),
             _ms(started),
             None,
-            retry_after_seconds(response.headers.get("retry-after")),
+            retry_after_seconds(response.header("retry-after")),
         )
-
-
-async def _read_some(response: httpx.Response) -> bytes:
-    kept = bytearray()
-    seen = 0
-    async for chunk in response.aiter_raw():
-        if len(kept) < RESPONSE_KEEP_BYTES:
-            kept += chunk[: RESPONSE_KEEP_BYTES - len(kept)]
-        seen += len(chunk)
-        if seen > DRAIN_LIMIT:
-            # Closing an unfinished response closes its connection: the rest
-            # is never read.
-            break
-    return bytes(kept)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
