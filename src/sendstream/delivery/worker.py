@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,6 +246,7 @@ class DeliveryWorker:
     async def _claim_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
         # Claim when at least half a batch fits: fewer, fuller round trips.
         threshold = max(1, self.batch_size // 2)
+        expired_due = 0.0
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free < threshold:
@@ -253,8 +255,14 @@ class DeliveryWorker:
                 continue
             limit = min(self.batch_size, free)
             self._wake.clear()
+            # Leases of dead workers are looked for every lease/3 s, not on
+            # every claim (see worker_sql.CLAIM).
+            with_expired = time.monotonic() >= expired_due
+            if with_expired:
+                expired_due = time.monotonic() + self.lease_seconds / 3
             cur = await conn.execute(
-                worker_sql.CLAIM, {"limit": limit, "lease": self.lease_seconds}
+                worker_sql.CLAIM,
+                {"limit": limit, "lease": self.lease_seconds, "with_expired": with_expired},
             )
             rows = await cur.fetchall()
             if rows:
