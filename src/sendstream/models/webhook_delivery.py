@@ -51,11 +51,6 @@ class WebhookDelivery(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
-        Index(
-            "ix_webhook_deliveries_next_attempt_at",
-            "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
-        ),
         # Leases of senders that died, and in-flight counts per endpoint.
         Index(
             "ix_webhook_deliveries_delivering",

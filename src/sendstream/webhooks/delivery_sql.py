@@ -57,8 +57,10 @@ WITH ep AS (
     ) AS c
     LIMIT %(limit)s
 ), expired AS (
+    -- Only every few seconds (`with_expired`): every delivery passes through
+    -- 'delivering', so until vacuum this partial index is mostly dead entries.
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.status = 'delivering' AND d.lease_until < now()
+    WHERE %(with_expired)s AND d.status = 'delivering' AND d.lease_until < now()
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), picked AS (
@@ -80,9 +82,16 @@ WHERE id = ANY(%(ids)s) AND status = 'delivering'
 """
 
 # Seconds until the next delivery comes due or a lease runs out, if any.
+# Per enabled endpoint through the claim's own (endpoint_id, next_attempt_at)
+# index: a second index on next_attempt_at alone tempted the planner into
+# using it for the claim, walking every endpoint's claimed entries.
 NEXT_DUE: Final = """
 SELECT extract(epoch FROM least(
-    (SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'),
+    (SELECT min(n.next_attempt_at) FROM webhook_endpoints e CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at FROM webhook_deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'pending'
+        ORDER BY d.next_attempt_at LIMIT 1
+    ) AS n WHERE e.enabled),
     (SELECT min(lease_until) FROM webhook_deliveries WHERE status = 'delivering')
 ) - now())
 """

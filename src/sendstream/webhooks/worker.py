@@ -54,6 +54,9 @@ from sendstream.webhooks.sender import USER_AGENT, AttemptResult, WebhookSender
 log = structlog.get_logger("sendstream.webhooks")
 # Least time between two fan-out rounds that found less than a full batch.
 DISPATCH_COALESCE_SECONDS = 0.05
+# A claim loop that claimed something this recently polls every
+# MIN_IDLE_SLEEP instead of asking the database when work is next due.
+BUSY_SECONDS = 1.0
 
 MIN_IDLE_SLEEP = 0.05
 FLUSH_GATHER_SECONDS = 0.02
@@ -300,6 +303,7 @@ class WebhookWorker:
 
     async def _claim_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
         threshold = max(1, self.batch_size // 2)
+        expired_due = last_claimed = 0.0
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free < threshold:
@@ -308,18 +312,32 @@ class WebhookWorker:
                 continue
             limit = min(self.batch_size, free)
             self._wake.clear()
+            # Leases of dead senders are looked for every lease/3 s, not on
+            # every claim (see delivery_sql.CLAIM).
+            with_expired = time.monotonic() >= expired_due
+            if with_expired:
+                expired_due = time.monotonic() + self.lease_seconds / 3
             cur = await conn.execute(
-                delivery_sql.CLAIM, {"limit": limit, "lease": self.lease_seconds}
+                delivery_sql.CLAIM,
+                {"limit": limit, "lease": self.lease_seconds, "with_expired": with_expired},
             )
             rows = await cur.fetchall()
             if rows:
+                last_claimed = time.monotonic()
                 await self._start([delivery_sql.claimed(r) for r in rows])
             if len(rows) == limit or self._stop.is_set():
                 continue
-            due = (await (await conn.execute(delivery_sql.NEXT_DUE)).fetchone() or (None,))[0]
-            timeout = self.settings.webhooks.poll_interval
-            if due is not None:
-                timeout = min(timeout, max(float(due), MIN_IDLE_SLEEP))
+            if time.monotonic() - last_claimed < BUSY_SECONDS:
+                # Busy (endpoints' concurrency cut the batch short, or all
+                # are at their limit): try again as requests finish, without
+                # asking when the next work is due (that scan walks the
+                # entries of every delivery claimed since the last vacuum).
+                timeout = MIN_IDLE_SLEEP
+            else:
+                due = (await (await conn.execute(delivery_sql.NEXT_DUE)).fetchone() or (None,))[0]
+                timeout = self.settings.webhooks.poll_interval
+                if due is not None:
+                    timeout = min(timeout, max(float(due), MIN_IDLE_SLEEP))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 

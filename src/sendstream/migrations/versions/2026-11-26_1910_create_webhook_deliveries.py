@@ -67,12 +67,6 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
-        "ix_webhook_deliveries_next_attempt_at",
-        "webhook_deliveries",
-        ["next_attempt_at"],
-        postgresql_where=sa.text("status = 'pending'"),
-    )
-    op.create_index(
         "ix_webhook_deliveries_delivering",
         "webhook_deliveries",
         ["endpoint_id", "lease_until"],
