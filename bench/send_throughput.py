@@ -48,7 +48,6 @@ import platform
 import smtplib
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -66,13 +65,15 @@ import psycopg
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import make_url, text
 from support import (
-    ROOT,
     drop_database,
     fresh_database,
     log,
+    rss_mb,
     server_admin_url,
     sqlalchemy_url,
+    start_workers,
     stop,
+    wait_port,
 )
 
 from sendstream.core import migrate
@@ -182,16 +183,6 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"smtp-sink did not listen on {port}")
-
-
 def worker_env(args: argparse.Namespace, url: str, key: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENDSTREAM_")}
     env.update(
@@ -209,38 +200,12 @@ def worker_env(args: argparse.Namespace, url: str, key: str, port: int) -> dict[
     return env
 
 
-def start_workers(count: int, env: dict[str, str], tmp: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for i in range(count):
-        out = (tmp / f"worker{i}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "sendstream.cli", "worker"],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    return procs
-
-
 def listening(conninfo: str) -> int:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN sendstream_messages'"
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def rss_mb(pid: int, field: str = "VmHWM") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -470,7 +435,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     sink = start_sink(sink_port)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        wait_port(sink_port)
+        wait_port(sink_port, "smtp-sink")
         workspace_id, keys, renderer = await setup(db, args.stream)
         log(f"queueing {args.messages} messages ({server})")
         started = time.perf_counter()

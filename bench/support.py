@@ -4,8 +4,10 @@ answers, else an embedded one), scratch databases, and process handling."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -72,3 +74,41 @@ def sqlalchemy_url(conninfo: str) -> str:
     if host.startswith("/"):
         return f"postgresql+psycopg://{auth}/{dbname}?host={host}&port={port}"
     return f"postgresql+psycopg://{auth}{host}:{port}/{dbname}"
+
+
+def start_workers(count: int, env: dict[str, str], tmp: Path) -> list[subprocess.Popen[bytes]]:
+    """`count` `sendstream worker` processes, each logging to tmp/worker<i>.log."""
+    procs = []
+    for i in range(count):
+        with (tmp / f"worker{i}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sendstream.cli", "worker"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return procs
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or current (VmRSS) resident memory, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def wait_port(port: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")

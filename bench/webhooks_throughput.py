@@ -49,13 +49,15 @@ import httpx
 import psycopg
 from sqlalchemy import make_url
 from support import (
-    ROOT,
     drop_database,
     fresh_database,
     log,
+    rss_mb,
     server_admin_url,
     sqlalchemy_url,
+    start_workers,
     stop,
+    wait_port,
 )
 
 from sendstream.core import migrate
@@ -126,26 +128,6 @@ def start_receiver(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
 
 
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"the receiver did not listen on {port}")
-
-
-def rss_mb(pid: int, field: str = "VmHWM") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def bench_settings(url: str) -> Settings:
     return Settings(
         environment="test",
@@ -192,22 +174,6 @@ def worker_env(url: str) -> dict[str, str]:
         SENDSTREAM_WEBHOOKS__ALLOW_HTTP="true",
     )
     return env
-
-
-def start_workers(count: int, env: dict[str, str], tmp: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for i in range(count):
-        out = (tmp / f"worker{i}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "sendstream.cli", "worker"],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    return procs
 
 
 def succeeded(conn: psycopg.Connection[Any]) -> tuple[int, int]:
@@ -347,7 +313,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     receiver = start_receiver(port)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        wait_port(port)
+        wait_port(port, "the receiver")
         workspace_id = await setup(db, port, args.endpoints, args.endpoint_concurrency)
         log(f"writing {args.events} events")
         await write_events(db, workspace_id, args.events)
