@@ -577,3 +577,16 @@ class TestReads:
         raw = await client.get(f"/v1/messages/{m['id']}/raw", headers=sender.headers)
         assert raw.status_code == 404
         assert raw.json()["code"] == "message_not_captured"
+
+
+class TestNulInText:
+    async def test_a_nul_character_in_a_filter_is_a_clear_422_not_a_500(
+        self, client: httpx.AsyncClient, admin_actor: Actor
+    ) -> None:
+        response = await client.get(
+            "/v1/messages",
+            params={"to": "\x00a@example.com", "tag": "x\x00"},
+            headers=admin_actor.headers,
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_text"

@@ -403,6 +403,20 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": str(retry_after)},
         )
 
+    async def data_error(request: Request, exc: Exception) -> Response:
+        # PostgreSQL stores no NUL character in text; one can arrive in any
+        # string of a query or body, so it is answered here, once, instead of
+        # by every schema. The transaction was rolled back whole.
+        if "NUL (0x00)" in str(exc):
+            return problem_response(
+                422,
+                "invalid_text",
+                "Invalid input",
+                "A text value contains a NUL character (\\u0000), which cannot be stored; "
+                "remove it and send the request again.",
+            )
+        return await unexpected(request, exc)
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("http.unhandled_error")
         return problem_response(
@@ -424,4 +438,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     for db_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         app.add_exception_handler(db_error, database_unavailable)
+    app.add_exception_handler(sa_exc.DataError, data_error)
     app.add_exception_handler(Exception, unexpected)
