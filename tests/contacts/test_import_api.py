@@ -193,6 +193,19 @@ class TestUploadRefused:
             assert await conn.scalar(text("SELECT count(*) FROM contact_imports")) == 0
             assert await conn.scalar(text("SELECT count(*) FROM jobs")) == 0
 
+    async def test_a_nul_character_in_the_consent_text_is_a_422_and_writes_nothing(
+        self, client: httpx.AsyncClient, db: Database, admin_actor: Actor
+    ) -> None:
+        response = await upload(
+            client, admin_actor, b"email\na@example.com\n", consent_text="I agree\x00"
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_text"
+        assert "consent_text" in response.json()["detail"]
+        async with db.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM contact_imports")) == 0
+
     async def test_an_unknown_list_is_a_404(
         self, client: httpx.AsyncClient, admin_actor: Actor
     ) -> None:

@@ -74,6 +74,18 @@ class TestCreateTemplate:
         assert listed.json()["data"] == []
         assert await events_of(db) == []
 
+    async def test_a_nul_character_inside_sample_data_is_a_clear_422(
+        self, client: httpx.AsyncClient, admin_actor: Actor, db: Database
+    ) -> None:
+        # PostgreSQL's jsonb refuses \u0000 anywhere, a key included.
+        bad = {**WELCOME, "sample_data": {"nested": [{"a\u0000b": 1}]}}
+        problem(
+            await client.post("/v1/templates", headers=admin_actor.headers, json=bad),
+            422,
+            "invalid_text",
+        )
+        assert await events_of(db) == []
+
     async def test_keys_are_slugs_that_do_not_look_like_ids(
         self, client: httpx.AsyncClient, admin_actor: Actor
     ) -> None:

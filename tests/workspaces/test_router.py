@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,6 +78,19 @@ class TestWorkspace:
             "/v1/workspace", headers=member_actor.headers, json={"name": "Mine now"}
         )
         assert response.status_code == 403
+
+    async def test_a_name_of_only_spaces_is_refused_by_the_schema(
+        self, client: httpx.AsyncClient, admin_actor: Actor
+    ) -> None:
+        response = await client.patch(
+            "/v1/workspace", headers=admin_actor.headers, json={"name": " \t "}
+        )
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["location"] == "body.name"
+        schema = (await client.get("/v1/openapi.json")).json()["components"]["schemas"]
+        pattern = schema["WorkspaceUpdate"]["properties"]["name"]["anyOf"][0]["pattern"]
+        assert not re.match(pattern, "   ")
+        assert re.match(pattern, " Acme ")
 
     async def test_unknown_field_is_refused(
         self, client: httpx.AsyncClient, admin_actor: Actor

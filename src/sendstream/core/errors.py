@@ -55,6 +55,18 @@ class InvalidInput(SendstreamError):
     title = "Invalid input"
 
 
+class InvalidText(InvalidInput):
+    """A text value holds a NUL character, which PostgreSQL cannot store."""
+
+    code = "invalid_text"
+
+    def __init__(self, where: str = "A text value") -> None:
+        super().__init__(
+            f"{where} contains a NUL character (\\u0000), which cannot be stored; "
+            "remove it and send the request again."
+        )
+
+
 class Unauthenticated(SendstreamError):
     code = "unauthenticated"
     status = 401

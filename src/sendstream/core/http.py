@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendstream.core.db import get_database
-from sendstream.core.errors import InvalidInput, SendstreamError
+from sendstream.core.errors import InvalidInput, InvalidText, SendstreamError
 from sendstream.core.metrics import HTTP_REQUEST_SECONDS
 from sendstream.core.settings import get_settings
 
@@ -406,15 +406,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def data_error(request: Request, exc: Exception) -> Response:
         # PostgreSQL stores no NUL character in text; one can arrive in any
         # string of a query or body, so it is answered here, once, instead of
-        # by every schema. The transaction was rolled back whole.
-        if "NUL (0x00)" in str(exc):
-            return problem_response(
-                422,
-                "invalid_text",
-                "Invalid input",
-                "A text value contains a NUL character (\\u0000), which cannot be stored; "
-                "remove it and send the request again.",
-            )
+        # by every schema. The transaction was rolled back whole. psycopg
+        # refuses it in a text parameter; PostgreSQL refuses `\u0000` inside
+        # a JSON value with SQLSTATE 22P05.
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        if "NUL (0x00)" in str(exc) or sqlstate == "22P05":
+            return await sendstream_error(request, InvalidText())
         return await unexpected(request, exc)
 
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,11 @@ from pydantic import AwareDatetime, BeforeValidator, StringConstraints
 # hold NUL at all, so refusing control characters here keeps that a 422.
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 Line = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS)]
+# A name shown to people: one line with something in it besides spaces (the
+# service trims it, so "   " would be an empty name).
+Name = Annotated[
+    str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+]
 # Free text may span lines, but PostgreSQL text cannot hold NUL.
 NO_NUL = r"^[^\x00]*$"
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sendstream.core.pagination import Page
-from sendstream.core.types import Line
+from sendstream.core.types import Line, Name
 
 Role = Literal["owner", "admin", "member"]
 
@@ -35,7 +35,7 @@ class WorkspaceRead(_Output):
 
 
 class WorkspaceUpdate(_Input):
-    name: Line | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = Field(default=None, max_length=200)
 
 
 # --- users
@@ -94,7 +94,7 @@ class UserPage(Page[UserRead]):
 
 
 class ApiKeyCreate(_Input):
-    name: Line = Field(min_length=1, max_length=200)
+    name: Name = Field(max_length=200)
     scopes: list[str] = Field(
         min_length=1,
         max_length=32,
