@@ -1,0 +1,21 @@
+"""Provider webhooks: ESP event receivers (SES, SendGrid, Postmark, Mailgun).
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-27 11:00:00+00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0014"
+down_revision: str | Sequence[str] | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
