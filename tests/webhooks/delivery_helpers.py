@@ -111,10 +111,15 @@ async def deliveries(db: Database, endpoint_id: str) -> list[dict[str, Any]]:
 async def attempts(db: Database, endpoint_id: str) -> list[dict[str, Any]]:
     async with db.session() as session:
         rows = await session.execute(
-            text("SELECT * FROM webhook_attempts WHERE endpoint_id = :id ORDER BY id"),
+            text(
+                "SELECT a.*, coalesce(a.request_body, d.payload::text) AS sent_body"
+                " FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id"
+                " WHERE a.endpoint_id = :id ORDER BY a.id"
+            ),
             {"id": endpoint_id},
         )
-        return [dict(r._mapping) for r in rows]
+        # An attempt stores no body when it sent the delivery's payload.
+        return [{**r._mapping, "request_body": r.sent_body} for r in rows]
 
 
 async def settled(

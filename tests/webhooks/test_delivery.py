@@ -62,6 +62,7 @@ class TestSignedDelivery:
         assert all(len(a["response_body"]) == 1024 for a in recorded)
         assert all("v1," in a["request_headers"]["webhook-signature"] for a in recorded)
         assert json.loads(recorded[0]["request_body"])["type"] == "contact.updated"
+        assert sorted(a["request_body"].encode() for a in recorded) == sorted(r.body for r in got)
         assert all(r["attempts"] == 1 for r in await deliveries(db, endpoint["id"]))
 
 

@@ -44,11 +44,13 @@ class WebhookDelivery(Base):
             "status IN ('pending', 'delivering', 'succeeded', 'failed', 'cancelled')",
             name="status",
         ),
-        # The claim: due work per endpoint, oldest first.
+        # The claim: due work per endpoint, oldest first (the id too, so
+        # `ORDER BY next_attempt_at, id LIMIT n` reads n entries).
         Index(
             "ix_webhook_deliveries_due",
             "endpoint_id",
             "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
         # Leases of senders that died, and in-flight counts per endpoint.
@@ -132,7 +134,9 @@ class WebhookAttempt(Base):
     # As sent, signature included; custom header values are redacted (they
     # may carry the receiver's credentials).
     request_headers: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
-    request_body: Mapped[str] = mapped_column(Text)
+    # NULL: the body was the delivery's payload (as for every attempt the
+    # sender makes), so it is not stored a second time per attempt.
+    request_body: Mapped[str | None] = mapped_column(Text)
     status_code: Mapped[int | None] = mapped_column(Integer)
     # The first KiB of the response body (decoded leniently).
     response_body: Mapped[str | None] = mapped_column(Text)

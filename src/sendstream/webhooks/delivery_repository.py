@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Text, cast, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.models.event import Event
@@ -261,17 +261,23 @@ class DeliveryRepository:
         delivery_id: int | None,
         before: int | None,
         limit: int,
-    ) -> Sequence[WebhookAttempt]:
-        """Newest first."""
-        query = select(WebhookAttempt).where(
-            WebhookAttempt.workspace_id == workspace_id,
-            WebhookAttempt.endpoint_id == endpoint_id,
+    ) -> Sequence[tuple[WebhookAttempt, str]]:
+        """Newest first, each with the body it sent."""
+        body = func.coalesce(WebhookAttempt.request_body, cast(WebhookDelivery.payload, Text))
+        query = (
+            select(WebhookAttempt, body)
+            .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+            .where(
+                WebhookAttempt.workspace_id == workspace_id,
+                WebhookAttempt.endpoint_id == endpoint_id,
+            )
         )
         if delivery_id is not None:
             query = query.where(WebhookAttempt.delivery_id == delivery_id)
         if before is not None:
             query = query.where(WebhookAttempt.id < before)
-        return (await session.scalars(query.order_by(WebhookAttempt.id.desc()).limit(limit))).all()
+        rows = await session.execute(query.order_by(WebhookAttempt.id.desc()).limit(limit))
+        return [(attempt, sent) for attempt, sent in rows]
 
     async def events_between(
         self,

@@ -70,7 +70,9 @@ async def list_attempts(
     rows, cursor = await delivery_service.list_attempts(
         session, principal.workspace_id, webhook_id, page, delivery_id=delivery_id
     )
-    return WebhookAttemptPage(data=[WebhookAttemptRead.of(r) for r in rows], next_cursor=cursor)
+    return WebhookAttemptPage(
+        data=[WebhookAttemptRead.of(r, body) for r, body in rows], next_cursor=cursor
+    )
 
 
 @router.post(

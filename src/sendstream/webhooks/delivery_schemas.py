@@ -62,13 +62,13 @@ class WebhookAttemptRead(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, row: WebhookAttempt) -> WebhookAttemptRead:
+    def of(cls, row: WebhookAttempt, body: str) -> WebhookAttemptRead:
         return cls(
             id=row.id,
             delivery_id=row.delivery_id,
             attempted_at=row.attempted_at,
             request_headers=dict(row.request_headers),
-            request_body=row.request_body,
+            request_body=body,
             status_code=row.status_code,
             response_body=row.response_body,
             latency_ms=row.latency_ms,

@@ -89,7 +89,7 @@ class DeliveryService:
         page: PageParams,
         *,
         delivery_id: int | None,
-    ) -> tuple[list[WebhookAttempt], str | None]:
+    ) -> tuple[list[tuple[WebhookAttempt, str]], str | None]:
         await self._endpoint(session, workspace_id, endpoint_id)
         rows = list(
             await delivery_repository.page_attempts(
@@ -101,7 +101,7 @@ class DeliveryService:
                 limit=page.limit + 1,
             )
         )
-        return trim_page(rows, page.limit, lambda row: {"before": row.id})
+        return trim_page(rows, page.limit, lambda row: {"before": row[0].id})
 
     async def replay_delivery(
         self,

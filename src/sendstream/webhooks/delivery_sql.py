@@ -140,7 +140,7 @@ class Outcome:
     error: str | None
     attempted_at: datetime
     request_headers: dict[str, str]
-    request_body: str
+    request_body: str | None  # None: the delivery's payload
     response_body: str | None
     latency_ms: float
     disable_reason: str | None

@@ -498,7 +498,7 @@ class WebhookWorker:
                 error=result.error or decision.reason,
                 attempted_at=now,
                 request_headers=headers,
-                request_body=d.payload.decode(),
+                request_body=None,  # the delivery's payload
                 response_body=result.response_body,
                 latency_ms=result.latency_ms,
                 disable_reason=decision.disable_reason,
