@@ -31,6 +31,14 @@ $(SYSTEM_STAMP): | $(BIN)/python
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 			libmail-dkim-perl postfix wrk >/dev/null; }; \
 	fi
+	@# Dovecot: the real IMAP server the IMAP bounce mailbox tests start (tests/fixtures/dovecot.py).
+	@if ! command -v /usr/sbin/dovecot >/dev/null; then \
+		echo "installing Debian packages: dovecot-imapd"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			dovecot-imapd >/dev/null || { apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			dovecot-imapd >/dev/null; }; \
+	fi
 	touch $(SYSTEM_STAMP)
 
 install: $(STAMP) $(SYSTEM_STAMP)

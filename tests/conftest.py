@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.dns",
     "tests.fixtures.smtp_servers",
+    "tests.fixtures.dovecot",
 ]
 
 

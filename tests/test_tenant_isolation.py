@@ -28,6 +28,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.app import create_app
+from sendstream.bounces.imap_schemas import BounceMailboxCreate
+from sendstream.bounces.imap_service import imap_mailbox_service
+from sendstream.bounces.providers.schemas import ProviderWebhookCreate
+from sendstream.bounces.providers.service import provider_webhook_service
 from sendstream.contacts.consent import ConsentContext
 from sendstream.contacts.field_service import field_service
 from sendstream.contacts.lists import list_service, subscription_service
@@ -41,15 +45,20 @@ from sendstream.contacts.suppression_service import (
 from sendstream.core.db import Database
 from sendstream.core.jobs.queue import enqueue
 from sendstream.delivery.domain_service import domain_service
+from sendstream.delivery.smtp_credential_schemas import SmtpCredentialCreate
+from sendstream.delivery.smtp_credential_service import smtp_credential_service
 from sendstream.models.api_key import ApiKey
 from sendstream.models.base import Base
 from sendstream.models.contact import Contact
 from sendstream.models.contact_import import ContactImport
 from sendstream.models.contact_list import ContactList
 from sendstream.models.field import Field
+from sendstream.models.imap_mailbox import ImapMailbox
 from sendstream.models.job import Job
 from sendstream.models.message import CapturedMessage, Message
+from sendstream.models.provider_webhook import ProviderWebhook
 from sendstream.models.sending_domain import SendingDomain
+from sendstream.models.smtp_credential import SmtpCredential
 from sendstream.models.suppression import Suppression
 from sendstream.models.template import Template
 from sendstream.models.user import User
@@ -261,6 +270,34 @@ async def _webhook(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     )
 
 
+async def _provider_webhook(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A Postmark provider webhook (its credentials are generated)."""
+    created = await provider_webhook_service.create_webhook(
+        session, workspace_id, ProviderWebhookCreate(provider="postmark", name="ESP")
+    )
+    return Owned({"webhook_id": str(created.id)}, ProviderWebhook, created.id)
+
+
+async def _smtp_credential(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """An SMTP credential of the submission relay."""
+    credential, _ = await smtp_credential_service.create_credential(
+        session, workspace_id, SmtpCredentialCreate(name="relay")
+    )
+    return Owned({"credential_id": str(credential.id)}, SmtpCredential, credential.id)
+
+
+async def _bounce_mailbox(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """An IMAP bounce mailbox (never connected to: the worker loop is not running)."""
+    mailbox = await imap_mailbox_service.create_mailbox(
+        session,
+        workspace_id,
+        BounceMailboxCreate(
+            name="bounces", host="imap.example.com", username="bounces", password="secret"
+        ),
+    )
+    return Owned({"mailbox_id": str(mailbox.id)}, ImapMailbox, mailbox.id)
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -280,6 +317,9 @@ FACTORIES: dict[str, Factory] = {
     "/v1/suppressions/domains/{domain}": _suppressed_domain,
     "/v1/webhooks/{webhook_id}": _webhook,
     "/v1/webhooks/{webhook_id:uuid}": _webhook,
+    "/v1/provider-webhooks/{webhook_id}": _provider_webhook,
+    "/v1/smtp-credentials/{credential_id}": _smtp_credential,
+    "/v1/bounce-mailboxes/{mailbox_id:uuid}": _bounce_mailbox,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from sendstream import __version__
 from sendstream.api import api_router
+from sendstream.bounces.providers.hooks_router import router as provider_hooks_router
 from sendstream.core.db import create_database, get_database, install_database
 from sendstream.core.health import router as health_router
 from sendstream.core.http import (
@@ -67,6 +68,8 @@ def create_app(*, manage_database: bool = True) -> FastAPI:
     app.include_router(api_router)
     # Links in mail (pixel, clicks, unsubscribe): public, outside /v1.
     app.include_router(tracking_router)
+    # ESP event webhooks (SES/SNS, SendGrid, Postmark, Mailgun): public, outside /v1.
+    app.include_router(provider_hooks_router)
     # The development mailbox (capture transport): /dev/mailbox, HTML.
     app.include_router(mailbox_router)
 

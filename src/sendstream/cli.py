@@ -7,6 +7,7 @@ import functools
 
 import typer
 
+from sendstream.bounces.cli import bounces_app
 from sendstream.contacts.cli import contacts_app
 from sendstream.contacts.suppression_cli import suppressions_app
 from sendstream.core import migrate
@@ -35,6 +36,7 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(bounces_app, name="bounces")
 
 
 @functools.wraps(jobs_cli.worker)
@@ -111,6 +113,24 @@ def server(
     from sendstream import runner
 
     runner.server(host, port)
+
+
+@app.command("smtp")
+def smtp(
+    mx_port: int | None = typer.Option(
+        None, help="MX listen port (default from settings: smtp.mx_port, 2525)."
+    ),
+    submission_port: int | None = typer.Option(
+        None,
+        help="Submission relay STARTTLS port (default from settings: smtp.submission_port, 2587).",
+    ),
+) -> None:
+    """Run the SMTP role: the inbound MX for bounces, complaints and mailto
+    unsubscribes (what it accepts is processed by `sendstream worker`), and
+    the submission relay for applications that send by SMTP."""
+    from sendstream import runner
+
+    runner.smtp_process(mx_port=mx_port, submission_port=submission_port)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Process roles: `sendstream up` (everything in one process), `sendstream
-server` (HTTP only) and one `sendstream worker` process (jobs and the
-delivery loop)."""
+server` (HTTP only), one `sendstream worker` process (jobs and the
+delivery loop) and `sendstream smtp` (the inbound MX and the submission
+relay)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,25 @@ import gc
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import uvicorn
 from rich.console import Console
 
 from sendstream.app import create_app
+from sendstream.bounces.imap_runner import run_imap
 from sendstream.core import migrate
-from sendstream.core.db import create_database, get_database, install_database
+from sendstream.core.db import Database, create_database, get_database, install_database
 from sendstream.core.jobs.worker import run_worker
 from sendstream.core.logging import configure_logging, get_logger
 from sendstream.core.metrics import REGISTRY
-from sendstream.core.settings import get_settings
+from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery.worker import run_delivery
 from sendstream.webhooks.worker import run_webhooks
 from sendstream.workspaces.service import api_key_service, workspace_service
+
+if TYPE_CHECKING:
+    from sendstream.delivery.submission import SubmissionServer
 
 log = get_logger("sendstream.up")
 console = Console(stderr=True, highlight=False)
@@ -128,6 +134,8 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
                 tasks.append(
                     asyncio.create_task(run_webhooks(database=db, stop=stop), name="webhooks")
                 )
+            if settings.bounces.imap_enabled:
+                tasks.append(asyncio.create_task(run_imap(database=db, stop=stop), name="imap"))
         # uvicorn exposes readiness only as a flag.
         while not server.started and not tasks[0].done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -138,12 +146,15 @@ async def _serve(*, all_in_one: bool, host: str, port: int) -> None:
                 else f"embedded PostgreSQL in {settings.embedded.data_dir / 'pg'}"
             )
             _print_banner(f"http://{host}:{port}", boot, where)
+        listeners = await _start_smtp_in_up(settings, db) if all_in_one else []
         stopper = asyncio.create_task(stop.wait(), name="stop")
         await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         # Whatever ended first (a signal, or a role that failed), the others
         # shut down gracefully: HTTP drains, the worker releases its jobs.
         stop.set()
         server.should_exit = True
+        for listener in reversed(listeners):
+            await listener.stop()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
         for result in results:
@@ -202,6 +213,8 @@ async def _work(concurrency: int | None) -> None:
         tasks.append(asyncio.create_task(run_delivery(stop=stop), name="delivery"))
     if get_settings().webhooks.delivery_loop:
         tasks.append(asyncio.create_task(run_webhooks(stop=stop), name="webhooks"))
+    if get_settings().bounces.imap_enabled:
+        tasks.append(asyncio.create_task(run_imap(stop=stop), name="imap"))
     stopper = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     # Whichever ended first (a signal, or a loop that failed), both stop.
@@ -211,3 +224,99 @@ async def _work(concurrency: int | None) -> None:
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+class _Listener(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def _start_smtp_in_up(settings: Settings, db: Database) -> list[_Listener]:
+    """`sendstream up` receives bounces (`smtp.mx_enabled`) and relays mail
+    from applications (`smtp.submission_enabled`) too. A port already taken
+    (another Sendstream, a local MTA) is reported and the rest runs on: SMTP
+    is one part of the all-in-one process, not its purpose."""
+    from sendstream.bounces.mx import MxServer
+    from sendstream.delivery.submission import SubmissionServer
+
+    started: list[_Listener] = []
+    if settings.smtp.mx_enabled:
+        mx = MxServer(settings, database=db)
+        try:
+            await mx.start()
+        except OSError as exc:
+            log.warning("up.mx_not_started", port=settings.smtp.mx_port, error=str(exc))
+            console.print(f"  MX        not started ({exc}); see smtp.mx_port")
+        else:
+            console.print(
+                f"  MX        smtp://{mx.host}:{mx.port} "
+                f"(bounces for {settings.delivery.bounce_domain})"
+            )
+            started.append(mx)
+    if settings.smtp.submission_enabled:
+        relay = SubmissionServer(settings, database=db)
+        try:
+            await relay.start()
+        except (OSError, ValueError) as exc:
+            log.warning("up.relay_not_started", error=str(exc))
+            console.print(f"  relay     not started ({exc}); see smtp.submission_port")
+        else:
+            console.print(f"  relay     {_relay_ports(relay)} (docs/smtp-relay.md)")
+            started.append(relay)
+    return started
+
+
+def _relay_ports(relay: SubmissionServer) -> str:
+    ports = [f"smtp://{relay.smtp.submission_host}:{relay.port} (STARTTLS)"] if relay.port else []
+    if relay.tls_port:
+        ports.append(f"smtps://{relay.smtp.submission_host}:{relay.tls_port}")
+    return ", ".join(ports) or "no port configured"
+
+
+def smtp_process(*, mx_port: int | None = None, submission_port: int | None = None) -> None:
+    """One `sendstream smtp` process until SIGTERM/SIGINT: the inbound MX
+    (`smtp.mx_enabled`) and the submission relay (`smtp.submission_enabled`).
+    What the MX accepts is processed by `sendstream worker` processes (the
+    `bounces.process` job); what the relay accepts is queued messages."""
+    asyncio.run(_smtp(mx_port, submission_port))
+
+
+async def _smtp(mx_port: int | None, submission_port: int | None) -> None:
+    settings = get_settings()
+    if submission_port is not None:
+        smtp = settings.smtp.model_copy(update={"submission_port": submission_port})
+        settings = settings.model_copy(update={"smtp": smtp})
+    configure_logging()
+    db = create_database(settings)
+    install_database(db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    listeners: list[_Listener] = []
+    try:
+        if settings.smtp.mx_enabled:
+            from sendstream.bounces.mx import MxServer
+
+            mx = MxServer(settings, database=db, port=mx_port)
+            await mx.start()
+            listeners.append(mx)
+            console.print(
+                f"Sendstream MX on smtp://{mx.host}:{mx.port} "
+                f"(bounces for {settings.delivery.bounce_domain})"
+            )
+        if settings.smtp.submission_enabled:
+            from sendstream.delivery.submission import SubmissionServer
+
+            relay = SubmissionServer(settings, database=db)
+            await relay.start()
+            listeners.append(relay)
+            console.print(f"Sendstream submission relay on {_relay_ports(relay)}")
+        if not listeners:
+            console.print("nothing to run: smtp.mx_enabled and smtp.submission_enabled are off")
+            raise SystemExit(1)
+        await stop.wait()
+    finally:
+        for listener in reversed(listeners):
+            await listener.stop()
+        await db.dispose()
+        install_database(None)

@@ -38,7 +38,15 @@ HASH_PURPOSE: Final = "address-hash"
 
 Reason = Literal["unsubscribed", "bounced", "complained", "manual", "erased"]
 Source = Literal[
-    "api", "cli", "import", "unsubscribe_link", "bounce", "complaint", "erasure", "manual"
+    "api",
+    "cli",
+    "import",
+    "unsubscribe_link",
+    "bounce",
+    "complaint",
+    "erasure",
+    "manual",
+    "soft_bounce_policy",
 ]
 # Weakest first: a stronger reason replaces a weaker one, never the reverse.
 RANK: Final[tuple[Reason, ...]] = ("unsubscribed", "manual", "bounced", "complained", "erased")

@@ -358,6 +358,135 @@ class WebhookSettings(BaseModel):
     retention_days: float = Field(default=30.0, gt=0)
 
 
+class SmtpSettings(BaseModel):
+    """The `sendstream smtp` process role: the submission relay for
+    applications (docs/smtp-relay.md) and the inbound MX. (Several people add
+    to this class: append new fields at the end, each with its default.)"""
+
+    # PEM certificate chain and private key for STARTTLS and implicit TLS.
+    # Unset: no TLS (then AUTH works only where `submission_allow_plaintext_loopback`
+    # allows it, and the implicit-TLS port is not opened).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Name in the greeting and EHLO reply; None: this host's fully qualified name.
+    hostname: str | None = None
+    # --- the submission relay (docs/smtp-relay.md)
+    submission_enabled: bool = True
+    submission_host: str = "127.0.0.1"
+    # STARTTLS port (587 in production) and implicit-TLS port (465); 0 picks
+    # a free port (tests); None leaves that port closed.
+    submission_port: int | None = 2587
+    submission_tls_port: int | None = 2465
+    # Largest message (SIZE, advertised in EHLO); larger ones get 552 5.3.4.
+    submission_max_message_bytes: int = Field(default=31_457_280, ge=1024)
+    # Recipients one message may have (more get 452 4.5.3).
+    submission_max_recipients: int = Field(default=500, ge=1, le=500)
+    # Seconds a connection may stay idle before it is closed.
+    submission_timeout: float = 300.0
+    # AUTH over a plain connection from 127.0.0.0/8 or ::1 (local tries,
+    # benchmarks). Off: AUTH only after STARTTLS or on the implicit-TLS port.
+    submission_allow_plaintext_loopback: bool = False
+    # Like Postfix's mynetworks: connections from these loopback networks
+    # (CIDR) are taken as authenticated as the SMTP credential named by
+    # `submission_trusted_username`, without AUTH, for programs that cannot
+    # authenticate (smtp-source). Only loopback networks are accepted.
+    submission_trusted_networks: list[str] = Field(default_factory=list)
+    submission_trusted_username: str | None = None
+    # Failed AUTH attempts one IP address may make within
+    # `submission_auth_failure_window` seconds; past it AUTH is refused
+    # (454 4.7.0, connection closed) until the window has passed.
+    submission_auth_failure_limit: int = Field(default=5, ge=1)
+    submission_auth_failure_window: float = 300.0
+    # Accepted messages are written in groups: one transaction (one commit,
+    # one set of checks) per group of messages that arrive together, at most
+    # this many messages; each client gets its 250 only after the commit.
+    submission_batch_size: int = Field(default=200, ge=1, le=500)
+    # Group transactions in flight at once (more make smaller groups).
+    submission_write_concurrency: int = Field(default=1, ge=1)
+    # Open the ports with SO_REUSEPORT, so several `sendstream smtp`
+    # processes on one host share them (the kernel spreads connections).
+    submission_reuse_port: bool = False
+    # --- the inbound MX (docs/bounces.md, "Setting up the bounce domain")
+    # Run the MX in `sendstream smtp`, and in `sendstream up` (where a port
+    # already taken is reported and the rest runs on).
+    mx_enabled: bool = True
+    mx_host: str = "127.0.0.1"
+    # 2525: unprivileged; the bounce domain's MX must reach it on port 25
+    # (a firewall redirect, or run with CAP_NET_BIND_SERVICE and set 25).
+    # 0 picks a free port (tests).
+    mx_port: int = 2525
+    # Largest message accepted; larger ones get 552 5.3.4 (SIZE is
+    # advertised, and DATA past it is read and thrown away, never buffered).
+    mx_max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    # Connections open at once; one more gets 421 4.7.0 and is closed.
+    mx_max_connections: int = Field(default=200, ge=1)
+    # Recipients one message may name (more get 452 4.5.3).
+    mx_max_recipients: int = Field(default=100, ge=1)
+    # Seconds a connection may stay idle between commands before it is closed.
+    mx_timeout: float = Field(default=300.0, gt=0)
+
+
+class ProviderWebhookSettings(BaseModel):
+    """Receiving ESP webhooks: SES via SNS, SendGrid, Postmark, Mailgun (see
+    docs/bounces.md, "ESP webhooks")."""
+
+    # Hosts (regular expressions matched against the whole host name) that an
+    # SNS message's SigningCertURL and SubscribeURL may name; only https
+    # unless `sns_allow_http`. Anything else is refused before any request.
+    sns_hosts: list[str] = Field(
+        default_factory=lambda: [r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"]
+    )
+    # Accept http:// SigningCertURL/SubscribeURL on `sns_hosts` (tests on loopback only).
+    sns_allow_http: bool = False
+    # Seconds a fetched SNS signing certificate is reused; seconds to fetch one
+    # or to visit a SubscribeURL.
+    sns_cert_cache_seconds: float = 86_400.0
+    sns_fetch_timeout: float = 10.0
+    # How old a signed request (SNS Timestamp, SendGrid and Mailgun signature
+    # timestamps) may be. Generous: a provider's retry may carry its first
+    # attempt's signature (SNS retries up to an hour, Mailgun 8 hours, SendGrid
+    # 24 hours); replays inside the window are caught by remembering what was seen.
+    sns_max_age_seconds: float = 7_200.0
+    sendgrid_max_age_seconds: float = 90_000.0
+    mailgun_max_age_seconds: float = 32_400.0
+    # Seconds a signed request may claim to come from the future (clock skew).
+    max_clock_skew_seconds: float = 300.0
+
+
+class BounceSettings(BaseModel):
+    """What bounces and complaints do (docs/bounces.md, "What happens to a
+    bounce"). (Several people add to this class: append new fields at the
+    end, each with its default.)"""
+
+    # Soft bounces (mailbox full, rate limited ...) of one address within
+    # `soft_bounce_window_days` that suppress it (reason `bounced`, source
+    # `soft_bounce_policy`); 0 never suppresses on soft bounces.
+    soft_bounce_limit: int = Field(default=3, ge=0)
+    soft_bounce_window_days: float = Field(default=15.0, gt=0)
+    # Days processed inbound mail (the raw bytes) is kept for inspection;
+    # what it led to (bounce records, events) stays. Failed and ignored mail
+    # is kept as long.
+    inbound_retention_days: float = Field(default=30.0, gt=0)
+    # --- IMAP bounce mailboxes (docs/bounces.md, "An IMAP bounce mailbox")
+    # Run one loop per enabled mailbox inside `sendstream worker` and `up`.
+    imap_enabled: bool = True
+    # Larger messages are not read: recorded as `oversized` and left in place.
+    imap_max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    # An IDLE is ended and re-issued after this many seconds (RFC 2177: the
+    # server may log a client out after 30 idle minutes).
+    imap_idle_seconds: float = Field(default=1500.0, gt=0, le=1740)
+    # Seconds one IMAP command (or the connection) may take before the
+    # connection is given up and made again.
+    imap_command_timeout: float = Field(default=60.0, gt=0)
+    # Reconnection backoff after a failure: from 1 s, doubling, up to this.
+    imap_max_backoff_seconds: float = Field(default=300.0, gt=0)
+    # Seconds between reloads of the mailbox list (new, changed, disabled).
+    imap_reload_seconds: float = Field(default=30.0, gt=0)
+    # Let mailboxes name hosts that are or resolve to loopback, private or
+    # link-local addresses (a self-run server on the LAN, tests).
+    imap_allow_private_hosts: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENDSTREAM_",
@@ -389,6 +518,9 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    provider_webhooks: ProviderWebhookSettings = Field(default_factory=ProviderWebhookSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    bounces: BounceSettings = Field(default_factory=BounceSettings)
 
     @classmethod
     def settings_customise_sources(

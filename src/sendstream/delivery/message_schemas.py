@@ -17,7 +17,17 @@ from sendstream.core.pagination import Page
 from sendstream.core.types import NO_NUL, Timestamp
 
 Stream = Literal["transactional", "marketing"]
-MessageStatus = Literal["queued", "sending", "sent", "deferred", "failed"]
+MessageStatus = Literal[
+    "queued",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    # Set by bounce handling (bounces/service.py) once the message was sent.
+    "delivered",
+    "bounced",
+    "complained",
+]
 # An address with an optional display name: `ada@example.com` or
 # `Ada Lovelace <ada@example.com>`.
 AddressText = Annotated[str, StringConstraints(min_length=3, max_length=520)]

@@ -26,6 +26,8 @@ SOURCES = (
     "complaint",
     "erasure",
     "manual",
+    # Soft bounces reached `bounces.soft_bounce_limit` (bounces/actions.py).
+    "soft_bounce_policy",
 )
 
 

@@ -103,6 +103,35 @@ EVENT_TYPES: dict[str, EventTypeInfo] = {
             "source": "unsubscribe_link",
         },
     ),
+    "contact.bounced": EventTypeInfo(
+        "A hard bounce (or the soft-bounce policy) made the contact `bounced`: its "
+        "global state and the list subscriptions in `list_ids`; `previous_status` "
+        "is the global state before.",
+        {
+            "id": _CONTACT_ID,
+            "email": "ada@example.com",
+            "status": "bounced",
+            "previous_status": "active",
+            "list_ids": [_LIST_ID],
+            "message_id": _MESSAGE_ID,
+            "reason": "user_unknown",
+            "source": "mx",
+        },
+    ),
+    "contact.complained": EventTypeInfo(
+        "A complaint made the contact `complained`: its global state and the list "
+        "subscriptions in `list_ids`.",
+        {
+            "id": _CONTACT_ID,
+            "email": "ada@example.com",
+            "status": "complained",
+            "previous_status": "active",
+            "list_ids": [_LIST_ID],
+            "message_id": _MESSAGE_ID,
+            "reason": "complaint",
+            "source": "mx",
+        },
+    ),
     "contact_import.completed": EventTypeInfo(
         "A contact import finished; the totals of what it did.",
         {
@@ -258,6 +287,72 @@ EVENT_TYPES: dict[str, EventTypeInfo] = {
             "list_id": _LIST_ID,
             "scope": "list",
             "method": "one_click",
+        },
+    ),
+    # --- bounces, complaints, auto-replies (bounces/service.py)
+    "message.bounced": EventTypeInfo(
+        "The message bounced for `recipient`: `hard` true (the address is dead; it "
+        "is suppressed) or false (a soft bounce, counted toward the soft-bounce "
+        "policy). `reason` is from the fixed taxonomy of docs/bounces.md, `status` "
+        "the enhanced status code, `source` the channel (mx, imap, ses, sendgrid ...).",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "recipient": "ada@example.com",
+            "hard": True,
+            "reason": "user_unknown",
+            "status": "5.1.1",
+            "diagnostic": "550 5.1.1 <ada@example.com>: Recipient address rejected",
+            "source": "mx",
+        },
+    ),
+    "message.complained": EventTypeInfo(
+        "The recipient reported the message as spam (an ARF feedback-loop report, or "
+        "a provider's complaint event); the address is suppressed.",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "recipient": "ada@example.com",
+            "feedback_type": "abuse",
+            "source": "mx",
+        },
+    ),
+    "message.delayed": EventTypeInfo(
+        "A receiving server reported that it is still trying to deliver the message "
+        "(a delayed-delivery notice); nothing else changes.",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "recipient": "ada@example.com",
+            "reason": "network",
+            "status": "4.4.7",
+            "diagnostic": "Connection timed out",
+            "source": "mx",
+        },
+    ),
+    "message.auto_replied": EventTypeInfo(
+        "The recipient's mailbox answered by itself: an out-of-office reply "
+        "(`reason: vacation`) or a challenge to confirm the sender (`challenge`); "
+        "never counted as a bounce.",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "recipient": "ada@example.com",
+            "reason": "vacation",
+            "status": None,
+            "diagnostic": None,
+            "source": "mx",
+        },
+    ),
+    "message.delivered": EventTypeInfo(
+        "The relaying provider reported the message delivered to the recipient's "
+        "mailbox (ESP delivery events).",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "recipient": "ada@example.com",
+            "diagnostic": "250 2.0.0 OK",
+            "source": "ses",
         },
     ),
     # --- suppressions
