@@ -22,7 +22,8 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 # when missing.
 SYSTEM_STAMP := $(VENV)/.system-deps
 
-$(SYSTEM_STAMP): | $(BIN)/python
+# Re-checked whenever this file changes (a package added to the list below).
+$(SYSTEM_STAMP): Makefile | $(BIN)/python
 	@if ! perl -MMail::DKIM::Verifier -e1 2>/dev/null || ! command -v /usr/sbin/smtp-sink >/dev/null \
 		|| ! command -v wrk >/dev/null; then \
 		echo "installing Debian packages: libmail-dkim-perl postfix wrk"; \
