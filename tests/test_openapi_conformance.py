@@ -134,6 +134,9 @@ SEMANTIC_REJECTIONS = {
     # Sending domains: a string the schema allows that is not a domain name
     # (IDNA validity is not expressible as a JSON-schema pattern).
     "invalid_domain_name",
+    # Inbound domains: the same for the domain a workspace receives mail for
+    # (and the deployment's own bounce domain, which no workspace may take).
+    "invalid_inbound_domain",
     # Templates: sources the schema allows but Jinja or MJML refuses, and
     # references to the workspace's own partials and layouts.
     "invalid_template",

@@ -54,6 +54,9 @@ from sendstream.models.contact_import import ContactImport
 from sendstream.models.contact_list import ContactList
 from sendstream.models.field import Field
 from sendstream.models.imap_mailbox import ImapMailbox
+from sendstream.models.inbound_email import InboundAttachment, InboundEmail
+from sendstream.models.inbound_message import InboundMessage
+from sendstream.models.inbound_route import InboundDomain, InboundRoute
 from sendstream.models.job import Job
 from sendstream.models.message import CapturedMessage, Message
 from sendstream.models.provider_webhook import ProviderWebhook
@@ -298,6 +301,76 @@ async def _bounce_mailbox(session: AsyncSession, workspace_id: uuid.UUID) -> Own
     return Owned({"mailbox_id": str(mailbox.id)}, ImapMailbox, mailbox.id)
 
 
+async def _inbound_domain(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    domain = InboundDomain(workspace_id=workspace_id, name=f"in-{uuid.uuid4().hex[:8]}.a.example")
+    session.add(domain)
+    await session.flush()
+    return Owned({"domain_id": str(domain.id)}, InboundDomain, domain.id)
+
+
+async def _inbound_route(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    domain = InboundDomain(workspace_id=workspace_id, name=f"in-{uuid.uuid4().hex[:8]}.a.example")
+    session.add(domain)
+    await session.flush()
+    route = InboundRoute(workspace_id=workspace_id, domain_id=domain.id, name="r", pattern="*")
+    session.add(route)
+    await session.flush()
+    return Owned({"route_id": str(route.id)}, InboundRoute, route.id)
+
+
+async def _inbound_email(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
+    """A received mail with its raw row and one stored attachment."""
+    raw = InboundMessage(
+        workspace_id=workspace_id,
+        source="inbound",
+        mail_from=None,
+        rcpt_to=["x@in.a.example"],
+        size_bytes=4,
+        raw=b"Hi\r\n",
+        status="processed",
+    )
+    session.add(raw)
+    await session.flush()
+    email = InboundEmail(
+        workspace_id=workspace_id,
+        inbound_message_id=raw.id,
+        action="webhook",
+        recipients=["x@in.a.example"],
+        to_addresses=[],
+        cc_addresses=[],
+        reply_to=[],
+        text_truncated=False,
+        html_truncated=False,
+        headers=[],
+        spf="none",
+        dkim="none",
+        dmarc="none",
+        auth_details={},
+        auto_submitted=False,
+        size_bytes=4,
+        notes=[],
+    )
+    session.add(email)
+    await session.flush()
+    attachment = InboundAttachment(
+        workspace_id=workspace_id,
+        inbound_email_id=email.id,
+        position=0,
+        filename="a.txt",
+        content_type="text/plain",
+        disposition="attachment",
+        size=1,
+        sha256="0" * 64,
+        omitted=False,
+        content=b"a",
+    )
+    session.add(attachment)
+    await session.flush()
+    return Owned(
+        {"email_id": str(email.id), "attachment_id": str(attachment.id)}, InboundEmail, email.id
+    )
+
+
 # Route path up to and including its first path parameter -> a factory that
 # creates one such object in a given workspace. Deeper routes
 # (`/v1/api-keys/{key_id}/revoke`) share their prefix's factory.
@@ -320,6 +393,9 @@ FACTORIES: dict[str, Factory] = {
     "/v1/provider-webhooks/{webhook_id}": _provider_webhook,
     "/v1/smtp-credentials/{credential_id}": _smtp_credential,
     "/v1/bounce-mailboxes/{mailbox_id:uuid}": _bounce_mailbox,
+    "/v1/inbound-domains/{domain_id:uuid}": _inbound_domain,
+    "/v1/inbound-routes/{route_id:uuid}": _inbound_route,
+    "/v1/inbound-emails/{email_id:uuid}": _inbound_email,
 }
 
 # Upserts addressed by a natural key (an email address, an external id): the

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sendstream.bounces.imap_router import router as bounce_mailboxes_router
+from sendstream.bounces.inbound_router import router as inbound_router
 from sendstream.bounces.providers.router import router as provider_webhooks_router
 from sendstream.contacts.router import router as contacts_router
 from sendstream.delivery.domain_router import router as domains_router
@@ -30,3 +31,4 @@ api_router.include_router(events_router)
 api_router.include_router(smtp_credentials_router)
 api_router.include_router(provider_webhooks_router)
 api_router.include_router(bounce_mailboxes_router)
+api_router.include_router(inbound_router)

@@ -30,6 +30,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.bounces.inbound_mail import inbound_mail_service
 from sendstream.bounces.parse import classify_message
 from sendstream.bounces.repository import MessageFacts, bounce_repository, inbound_repository
 from sendstream.bounces.service import bounce_service
@@ -44,6 +45,10 @@ from sendstream.tracking.tokens import read_mailto_local_part
 from sendstream.tracking.unsubscribe import unsubscribe_service
 
 PROCESS: Final = "bounces.process"
+# Mail for a workspace's inbound domain (inbound routing): never classified
+# as a bounce; parsed and delivered as `inbound.received` (inbound_mail.py).
+PROCESS_ROUTED: Final = "inbound.process"
+ROUTED_SOURCE: Final = "inbound"
 _SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 # Longest envelope sender kept (RFC 5321 allows 256 octets for a path).
 MAX_MAIL_FROM: Final = 512
@@ -84,6 +89,47 @@ class InboundService:
             unique_key=f"{PROCESS}:{inbound_id}",
         )
         return inbound_id
+
+    async def accept_routed(
+        self,
+        session: AsyncSession,
+        raw: bytes,
+        *,
+        mail_from: str | None,
+        rcpt_to: Sequence[str],
+        workspace_id: uuid.UUID,
+    ) -> uuid.UUID:
+        """Store mail for one workspace's inbound addresses (source `inbound`)
+        and queue `inbound.process`, in the caller's transaction."""
+        sender = None if mail_from in (None, "", "<>") else mail_from.replace("\x00", "")
+        inbound_id = await inbound_repository.insert(
+            session,
+            workspace_id=workspace_id,
+            source=ROUTED_SOURCE,
+            mail_from=sender[:MAX_MAIL_FROM] if sender is not None else None,
+            rcpt_to=list(rcpt_to),
+            raw=raw,
+        )
+        await enqueue(
+            session,
+            PROCESS_ROUTED,
+            {"inbound_message_id": str(inbound_id)},
+            workspace_id=workspace_id,
+            unique_key=f"{PROCESS_ROUTED}:{inbound_id}",
+        )
+        return inbound_id
+
+    async def process_routed(self, session: AsyncSession, inbound_id: uuid.UUID) -> str | None:
+        """Parse routed mail into an inbound email and its events; returns
+        the row's new status (None: unknown id, or done already)."""
+        inbound = await inbound_repository.lock(session, inbound_id)
+        if inbound is None or inbound.status != "received":
+            return None
+        status, note = await inbound_mail_service.receive(session, inbound)
+        await inbound_repository.finish(
+            session, inbound.id, status=status, workspace_id=inbound.workspace_id, error=note
+        )
+        return status
 
     async def process(self, session: AsyncSession, inbound_id: uuid.UUID) -> str | None:
         """Classify the mail and act on it; returns its new status (None when

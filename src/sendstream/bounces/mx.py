@@ -9,7 +9,15 @@ one at RCPT time (550 5.1.1), so the MX is no open relay and no spam sink:
 * List-Unsubscribe mailto addresses on `tracking.links.mailto_domain` (the
   MAC is checked when the request is processed, against the message);
 * `postmaster@` and `abuse@` the bounce domain (and bare `postmaster`,
-  RFC 5321 4.5.1): feedback-loop complaints arrive there.
+  RFC 5321 4.5.1): feedback-loop complaints arrive there;
+* addresses on a workspace's inbound domain (verified, or unverified where
+  `bounces.inbound_allow_unverified` allows) that match one of its enabled
+  routes (inbound_routing.py; this kind needs the database: when it cannot
+  be reached the answer is 451 4.3.0).
+
+Mail for inbound addresses is stored apart from bounce mail, one row per
+workspace (with our `Received:` trace header on top, which SPF reads back)
+and processed by `inbound.process`, never by the bounce classifier.
 
 DATA is stored with `inbound_service.accept` in its own transaction, and
 250 is answered only after that commit; when the database cannot be
@@ -25,11 +33,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import uuid
+import weakref
+from email.utils import formatdate
 from typing import Any, Final
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from sendstream.bounces.inbound_mail import received_header
+from sendstream.bounces.inbound_routing import inbound_routing_service
 from sendstream.bounces.intake import inbound_service
 from sendstream.core.db import Database, get_database
 from sendstream.core.settings import Settings, get_settings
@@ -45,6 +58,7 @@ UNKNOWN_USER: Final = "550 5.1.1 Recipient address rejected: no such user here"
 TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 TOO_MANY_CONNECTIONS: Final = b"421 4.7.0 Too many connections; try again later\r\n"
 TRY_LATER: Final = "451 4.3.0 Temporary failure storing the message; try again later"
+LOOKUP_LATER: Final = "451 4.3.0 Temporary failure looking up the recipient; try again later"
 
 
 def check_recipient(address: str, settings: Settings) -> str | None:
@@ -71,6 +85,10 @@ class MxHandler:
 
     def __init__(self, server: MxServer) -> None:
         self.server = server
+        # Per transaction: recipients taken for an inbound route -> workspace.
+        self._routed: weakref.WeakKeyDictionary[Envelope, dict[str, uuid.UUID]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def handle_RCPT(
         self,
@@ -84,6 +102,16 @@ class MxHandler:
         if len(envelope.rcpt_tos) >= settings.smtp.mx_max_recipients:
             return TOO_MANY_RECIPIENTS
         refused = check_recipient(address, settings)
+        if refused == UNKNOWN_USER:
+            try:
+                async with self.server.database.session() as db:
+                    found = await inbound_routing_service.route_for(db, address, settings)
+            except Exception:
+                log.exception("mx.route_lookup_failed", peer=_peer(session))
+                return LOOKUP_LATER
+            if found is not None:
+                self._routed.setdefault(envelope, {})[address] = found[0].workspace_id
+                refused = None
         if refused is not None:
             log.info("mx.rcpt_refused", rcpt=address[:320], peer=_peer(session))
             return refused
@@ -94,15 +122,40 @@ class MxHandler:
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         mail_from = envelope.mail_from
+        routed = self._routed.pop(envelope, {})
+        bounce_rcpts = [r for r in envelope.rcpt_tos if r not in routed]
+        by_workspace: dict[uuid.UUID, list[str]] = {}
+        for rcpt in envelope.rcpt_tos:
+            if rcpt in routed:
+                by_workspace.setdefault(routed[rcpt], []).append(rcpt)
         try:
             async with self.server.database.session() as db:
-                inbound_id = await inbound_service.accept(
-                    db,
-                    bytes(raw),
-                    source="mx",
-                    mail_from=mail_from,
-                    rcpt_to=list(envelope.rcpt_tos),
-                )
+                ids: list[uuid.UUID] = []
+                if bounce_rcpts:
+                    ids.append(
+                        await inbound_service.accept(
+                            db, bytes(raw), source="mx", mail_from=mail_from, rcpt_to=bounce_rcpts
+                        )
+                    )
+                if by_workspace:
+                    trace = received_header(
+                        session.host_name,
+                        _peer(session),
+                        self.server.settings.smtp.hostname
+                        or self.server.settings.delivery.bounce_domain,
+                        formatdate(usegmt=True),
+                    )
+                    for workspace_id, rcpts in by_workspace.items():
+                        ids.append(
+                            await inbound_service.accept_routed(
+                                db,
+                                trace + bytes(raw),
+                                mail_from=mail_from,
+                                rcpt_to=rcpts,
+                                workspace_id=workspace_id,
+                            )
+                        )
+                inbound_id = ids[0]
         except Exception:
             # The sender keeps the mail and tries again: nothing is lost.
             log.exception("mx.store_failed", peer=_peer(session), size=len(raw))

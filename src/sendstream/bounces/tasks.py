@@ -1,4 +1,9 @@
-"""The `bounces.process` job and the inbound mailbox's housekeeping.
+"""The `bounces.process` and `inbound.process` jobs and the inbound mailbox's
+housekeeping.
+
+`inbound.process` takes mail the MX routed to a workspace's inbound domain
+and turns it into an inbound email and `inbound.received` (inbound_mail.py),
+with the same failure handling as `bounces.process`, described here:
 
 `bounces.process` takes an inbound message id, classifies the mail and acts
 on it in the job's transaction (intake.py). A database or network failure
@@ -17,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.bounces.intake import PROCESS, inbound_service
+from sendstream.bounces.intake import PROCESS, PROCESS_ROUTED, inbound_service
 from sendstream.core.jobs import Cancel, JobContext, job
 from sendstream.core.jobs.registry import cleanup
 from sendstream.core.settings import get_settings
@@ -57,6 +62,27 @@ async def process_inbound(ctx: JobContext) -> None:
         await inbound_service.fail(session, inbound_id, f"{type(exc).__name__}: {exc}")
         return
     log.info("bounces.processed", inbound_message_id=str(inbound_id), status=status)
+
+
+@job(PROCESS_ROUTED, max_attempts=10, timeout=600)
+async def process_routed_inbound(ctx: JobContext) -> None:
+    try:
+        inbound_id = uuid.UUID(str(ctx.job.payload["inbound_message_id"]))
+    except (KeyError, ValueError):
+        raise Cancel("payload has no valid 'inbound_message_id'") from None
+    session = ctx.session
+    try:
+        status = await inbound_service.process_routed(session, inbound_id)
+    except IntegrityError:
+        raise  # a concurrent run of the same mail: retried, it finds the work done
+    except Exception as exc:
+        if _is_transient(exc):
+            raise
+        log.exception("inbound.process_failed", inbound_message_id=str(inbound_id))
+        await session.rollback()  # drops the half-done work and its events
+        await inbound_service.fail(session, inbound_id, f"{type(exc).__name__}: {exc}")
+        return
+    log.info("inbound.processed", inbound_message_id=str(inbound_id), status=status)
 
 
 @cleanup("bounces.inbound_messages")

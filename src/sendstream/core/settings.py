@@ -485,6 +485,27 @@ class BounceSettings(BaseModel):
     # Let mailboxes name hosts that are or resolve to loopback, private or
     # link-local addresses (a self-run server on the LAN, tests).
     imap_allow_private_hosts: bool = False
+    # --- inbound routing (docs/bounces.md, "Receiving mail (inbound routing)")
+    # The host an inbound domain's MX record must name to verify; None: the
+    # bounce domain (`delivery.bounce_domain`), whose MX is this server.
+    inbound_mx_host: str | None = None
+    # Take mail for inbound domains that are registered but not verified.
+    # None: only when `environment` is "development".
+    inbound_allow_unverified: bool | None = None
+    # Characters of the text and of the HTML body kept per mail (the rest is
+    # cut, `text_truncated` / `html_truncated` say so), and put in the
+    # `inbound.received` event (the API serves what is kept).
+    inbound_max_body_chars: int = Field(default=1_048_576, ge=1024)
+    inbound_event_body_chars: int = Field(default=65_536, ge=0)
+    # Attachments larger than this, or past the total per mail, are recorded
+    # (name, type, size, sha256) with their content omitted.
+    inbound_max_attachment_bytes: int = Field(default=10_485_760, ge=0)
+    inbound_max_attachments_total_bytes: int = Field(default=26_214_400, ge=0)
+    # MIME parts looked at per mail; the rest is skipped (and noted).
+    inbound_max_parts: int = Field(default=200, ge=1)
+    # Verify SPF, DKIM and DMARC of inbound mail (DNS through the resolver of
+    # `delivery.dns_nameservers`); off records `none` for each.
+    inbound_verify_auth: bool = True
 
 
 class Settings(BaseSettings):

@@ -54,6 +54,9 @@ class Message(UUIDPrimaryKey, Base):
             "ix_messages_sending_lease", "lease_until", postgresql_where=text("status = 'sending'")
         ),
         Index("ix_messages_workspace_id_to_email_key", "workspace_id", "to_email_key"),
+        # A bounce, an ESP event or a reply names the message by its
+        # Message-ID header (found within the workspace only).
+        Index("ix_messages_workspace_id_message_id_header", "workspace_id", "message_id_header"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))

@@ -18,7 +18,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sendstream.models.base import Base, Timestamps, UUIDPrimaryKey
-from sendstream.models.message import Message
 
 PROVIDERS = ("ses", "sendgrid", "postmark", "mailgun")
 
@@ -76,12 +75,3 @@ class ProviderWebhookReceipt(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-# ESP events name our message by its Message-ID header; this finds it within
-# the workspace without walking the workspace's messages. Declared here (with
-# the migration that creates it, 0014) rather than in message.py, which
-# belongs to delivery.
-MESSAGES_BY_HEADER_INDEX = Index(
-    "ix_messages_workspace_id_message_id_header", Message.workspace_id, Message.message_id_header
-)

@@ -412,6 +412,66 @@ EVENT_TYPES: dict[str, EventTypeInfo] = {
             "disabled_at": "2026-11-26T10:00:00.000000+00:00",
         },
     ),
+    # --- inbound mail (docs/bounces.md, "Receiving mail (inbound routing)")
+    "inbound.received": EventTypeInfo(
+        "Mail arrived for one of the workspace's inbound addresses and a route with action "
+        "`webhook` took it (`route` names it, so receivers can filter). Bodies are cut at "
+        "`bounces.inbound_event_body_chars` (`text_truncated` / `html_truncated`); the full "
+        "mail, attachments and original MIME are at the API URLs given. `auth`: SPF, DKIM "
+        "and DMARC results; `in_reply_to`: the sent message it answers, if any; "
+        "`auto_submitted`: an auto-reply (RFC 3834), still routed.",
+        {
+            "id": "0193a5f0-5b6c-7d7e-8f80-910213243547",
+            "route": {
+                "id": "0193a5f0-1a2b-7c3d-8e4f-5a6b7c8d9e0f",
+                "name": "support",
+                "pattern": "support",
+            },
+            "mail_from": "ada@example.com",
+            "recipients": ["support@in.example.net"],
+            "from": {"address": "ada@example.com", "name": "Ada Lovelace"},
+            "to": [{"address": "support@in.example.net", "name": None}],
+            "cc": [],
+            "reply_to": [],
+            "subject": "Re: Your order",
+            "message_id_header": "<CAF7x1@mail.example.com>",
+            "text": "Thanks, it arrived.",
+            "html": "<p>Thanks, it arrived.</p>",
+            "text_truncated": False,
+            "html_truncated": False,
+            "attachments": [
+                {
+                    "id": "0193a5f0-6c7d-7e8f-9a0b-1c2d3e4f5061",
+                    "filename": "receipt.pdf",
+                    "content_type": "application/pdf",
+                    "content_id": None,
+                    "disposition": "attachment",
+                    "size": 48213,
+                    "sha256": _ADDRESS_HASH,
+                    "omitted": False,
+                    "url": "/v1/inbound-emails/0193a5f0-5b6c-7d7e-8f80-910213243547/"
+                    "attachments/0193a5f0-6c7d-7e8f-9a0b-1c2d3e4f5061",
+                }
+            ],
+            "headers": [["From", "Ada Lovelace <ada@example.com>"], ["Subject", "Re: Your order"]],
+            "auth": {"spf": "pass", "dkim": "pass", "dmarc": "pass"},
+            "auto_submitted": False,
+            "in_reply_to": {"message_id": _MESSAGE_ID, "contact_id": _CONTACT_ID},
+            "raw_url": "/v1/inbound-emails/0193a5f0-5b6c-7d7e-8f80-910213243547/raw",
+        },
+    ),
+    "message.replied": EventTypeInfo(
+        "Mail to an inbound address names this sent message in In-Reply-To or References "
+        "(the reply is `inbound_email_id`; `auto_submitted` marks an auto-reply).",
+        {
+            "message_id": _MESSAGE_ID,
+            "contact_id": _CONTACT_ID,
+            "inbound_email_id": "0193a5f0-5b6c-7d7e-8f80-910213243547",
+            "from": {"address": "ada@example.com", "name": "Ada Lovelace"},
+            "subject": "Re: Your order",
+            "auto_submitted": False,
+        },
+    ),
 }
 
 EXAMPLE_WORKSPACE_ID = "0193a590-5b6c-7d7e-8f80-910213243546"

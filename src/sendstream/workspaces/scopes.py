@@ -33,6 +33,8 @@ SCOPES: tuple[str, ...] = (
     "keys:write",
     "users:read",
     "users:write",
+    "inbound:read",
+    "inbound:write",
     ADMIN,
 )
 _KNOWN = frozenset(SCOPES)
