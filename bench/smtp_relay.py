@@ -16,10 +16,11 @@ the ceiling: the same `smtp-source` run into Postfix's `smtp-sink`.
    wall time of that run (each 250 comes after the commit). The queued rows
    are counted afterwards; `relay_cpu_us_per_msg` and
    `postgres_cpu_us_per_msg` say where the CPU went.
-4. Ceiling: the same smtp-source run into smtp-sink. Floor of the protocol
-   layer: the same run into aiosmtpd answering 250 without doing anything
-   (`aiosmtpd_noop_msgs_per_s`, `aiosmtpd_noop_cpu_us_per_msg`): what
-   aiosmtpd itself costs a message in one process.
+4. Ceiling: the same smtp-source run into smtp-sink. Floors of the protocol
+   layer: the same run into a server answering 250 without doing anything,
+   in one process: the relay's own protocol (delivery/smtp_server.py,
+   `protocol_noop_*`) and aiosmtpd, which the relay used before
+   (`aiosmtpd_noop_*`). `--relay-only` skips the ceiling and the floors.
 
 The last line printed is one flat JSON object.
 """
@@ -235,12 +236,35 @@ def serve_noop(port: int) -> None:
     uvloop.run(run())
 
 
-def run_floor(args: argparse.Namespace, path: Path, tmp: Path) -> tuple[float, float]:
-    """(msgs/s, CPU µs a message) of `serve_noop` under the same smtp-source run."""
+def serve_lean_noop(port: int) -> None:
+    """The floor of the relay's own protocol (delivery/smtp_server.py): it
+    answers 250 to every message and does nothing else, in one uvloop process."""
+    from sendstream.delivery.smtp_server import SmtpConfig, SmtpServerProtocol
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        config = SmtpConfig(
+            hostname="floor.bench", ident="floor", data_size_limit=31_457_280, timeout=300
+        )
+        await loop.create_server(lambda: SmtpServerProtocol(config), "127.0.0.1", port)
+        stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        await stopping.wait()
+
+    import uvloop
+
+    uvloop.run(run())
+
+
+def run_floor(
+    args: argparse.Namespace, path: Path, tmp: Path, server: str = "--serve-noop"
+) -> tuple[float, float]:
+    """(msgs/s, CPU µs a message) of `serve_noop` (or `serve_lean_noop`)
+    under the same smtp-source run."""
     port = _free_port()
     with (tmp / "floor.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve-noop", str(port)],
+            [sys.executable, __file__, server, str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -333,10 +357,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "SELECT count(*) FROM events WHERE type = 'message.queued'"
             ).fetchone()
             events = int(row[0]) if row else 0
-        log(f"  ceiling: smtp-source into smtp-sink, {args.messages} messages")
-        ceiling = args.messages / smtp_source(sink_port, args.messages, args.sessions, path)
-        log("  floor: the same run into aiosmtpd answering 250, nothing else")
-        floor, floor_cpu = run_floor(args, path, tmp)
+            # One group transaction, one now(): rows per distinct
+            # next_attempt_at is the average group size.
+            row = conn.execute("SELECT count(DISTINCT next_attempt_at) FROM messages").fetchone()
+            groups = int(row[0]) if row and row[0] else 1
+        ceiling = floor = floor_cpu = lean = lean_cpu = 0.0
+        if not args.relay_only:
+            log(f"  ceiling: smtp-source into smtp-sink, {args.messages} messages")
+            ceiling = args.messages / smtp_source(sink_port, args.messages, args.sessions, path)
+            log("  floor: the same run into aiosmtpd answering 250, nothing else")
+            floor, floor_cpu = run_floor(args, path, tmp)
+            log("  floor: the same run into the relay's own protocol answering 250")
+            lean, lean_cpu = run_floor(args, path, tmp, "--serve-lean-noop")
     finally:
         stop(relays)
         sink.terminate()
@@ -347,6 +379,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "msgs_per_s": round(rate, 1),
         "queued": queued,
         "queued_events": events,
+        "avg_group_size": round(queued / groups, 1),
         "peak_rss_mb": round(peak, 1),
         "relay_cpu_us_per_msg": round(relay_cpu / args.messages * 1e6, 1),
         "postgres_cpu_us_per_msg": round(pg_cpu / args.messages * 1e6, 1),
@@ -360,8 +393,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "aiosmtpd_noop_msgs_per_s": round(floor, 1),
         "aiosmtpd_noop_cpu_us_per_msg": round(floor_cpu, 1),
+        "protocol_noop_msgs_per_s": round(lean, 1),
+        "protocol_noop_cpu_us_per_msg": round(lean_cpu, 1),
         "ceiling_msgs_per_s": round(ceiling, 1),
-        "ratio_ceiling": round(rate / ceiling, 3),
+        "ratio_ceiling": round(rate / ceiling, 3) if ceiling else None,
     }
 
 
@@ -372,11 +407,17 @@ if __name__ == "__main__":
     if "--serve-noop" in sys.argv:
         serve_noop(int(sys.argv[-1]))
         sys.exit(0)
+    if "--serve-lean-noop" in sys.argv:
+        serve_lean_noop(int(sys.argv[-1]))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--sessions", type=int, default=200, help="parallel SMTP sessions")
     parser.add_argument("--processes", type=int, default=1, help="relay processes (SO_REUSEPORT)")
     parser.add_argument("--writers", type=int, default=1, help="group transactions per process")
     parser.add_argument("--batch", type=int, default=200, help="messages per group at most")
+    parser.add_argument(
+        "--relay-only", action="store_true", help="skip the smtp-sink and aiosmtpd baselines"
+    )
     result = main(parser.parse_args())
     print(json.dumps(result))

@@ -184,6 +184,11 @@ SEMANTIC_REJECTIONS = {
     "webhook_url_not_allowed",
     "webhook_host_unresolvable",
     "unknown_event_type",
+    # Bounce mailboxes and ESP webhooks: settings that cannot work together
+    # (xoauth2 without a token, moving mail to the folder being read, text
+    # that is not a PEM certificate) and a SendGrid key that is not one.
+    "invalid_bounce_mailbox",
+    "invalid_provider_webhook",
 }
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sendstream.app import create_app
 from sendstream.bounces.imap_schemas import BounceMailboxCreate
 from sendstream.bounces.imap_service import imap_mailbox_service
-from sendstream.bounces.providers.schemas import ProviderWebhookCreate
+from sendstream.bounces.providers.schemas import PostmarkWebhookCreate
 from sendstream.bounces.providers.service import provider_webhook_service
 from sendstream.contacts.consent import ConsentContext
 from sendstream.contacts.field_service import field_service
@@ -276,7 +276,7 @@ async def _webhook(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
 async def _provider_webhook(session: AsyncSession, workspace_id: uuid.UUID) -> Owned:
     """A Postmark provider webhook (its credentials are generated)."""
     created = await provider_webhook_service.create_webhook(
-        session, workspace_id, ProviderWebhookCreate(provider="postmark", name="ESP")
+        session, workspace_id, PostmarkWebhookCreate(provider="postmark", name="ESP")
     )
     return Owned({"webhook_id": str(created.id)}, ProviderWebhook, created.id)
 

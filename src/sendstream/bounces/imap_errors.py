@@ -22,4 +22,4 @@ class InvalidImapMailbox(InvalidInput):
 
     def __init__(self, field: str, why: str) -> None:
         super().__init__(f"{field}: {why}")
-        self.errors = [{"field": field, "message": why}]
+        self.errors = [{"location": f"body.{field}", "message": why}]

@@ -27,12 +27,19 @@ Username = Annotated[
 ]
 Flag = Annotated[str, StringConstraints(max_length=64, pattern=r"^\\?[A-Za-z0-9$_.-]+$")]
 Url = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s\x00-\x1f]+$")]
-Pem = Annotated[str, StringConstraints(max_length=100_000, pattern=r"-----BEGIN CERTIFICATE-----")]
+# PEM is ASCII: printable characters and line breaks around the armour.
+Pem = Annotated[
+    str,
+    StringConstraints(
+        max_length=100_000,
+        pattern=r"^[\t\n\r\x20-\x7e]*-----BEGIN CERTIFICATE-----[\t\n\r\x20-\x7e]*$",
+    ),
+]
 Tls = Literal["implicit", "starttls"]
 Auth = Literal["password", "xoauth2"]
 Action = Literal["move", "flag", "delete"]
 Mode = Literal["idle", "poll"]
-Interval = Annotated[int, Strict(), Field(ge=5, le=86400)]
+Interval = Annotated[int, Field(ge=5, le=86400)]
 
 
 class _Settings(BaseModel):
@@ -44,7 +51,7 @@ class BounceMailboxCreate(_Settings):
         description="A label for people (`bounces@example.com on Gmail`)."
     )
     host: Host = Field(description="The IMAP server's host name.")
-    port: Annotated[int, Strict(), Field(ge=1, le=65535)] = Field(
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
         default=993, description="993 for implicit TLS, 143 for STARTTLS."
     )
     tls: Tls = Field(default="implicit", description="`implicit` (port 993) or `starttls`.")
@@ -96,7 +103,7 @@ class BounceMailboxUpdate(_Settings):
 
     name: Annotated[Name, StringConstraints(max_length=200)] | None = None
     host: Host | None = None
-    port: Annotated[int, Strict(), Field(ge=1, le=65535)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
     tls: Tls | None = None
     ca_certificates: Pem | None = None
     username: Username | None = None

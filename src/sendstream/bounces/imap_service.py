@@ -77,7 +77,7 @@ def _validate(mailbox: ImapMailbox) -> None:
     if mailbox.ca_certificates:
         try:
             ssl.create_default_context().load_verify_locations(cadata=mailbox.ca_certificates)
-        except (ssl.SSLError, ValueError) as exc:
+        except (ssl.SSLError, ValueError, TypeError) as exc:
             raise InvalidImapMailbox("ca_certificates", f"not PEM certificates: {exc}") from exc
     if mailbox.auth == "password" and not mailbox.password_encrypted:
         raise InvalidImapMailbox("password", "auth `password` needs a password")

@@ -35,7 +35,7 @@ WebhookId = Annotated[uuid.UUID, Path(description="The provider webhook's id.")]
     "`topic_arns` for `ses`, `public_key` for `sendgrid`, `signing_key` for `mailgun`; "
     "`postmark` credentials are generated and the password is shown only in this answer. "
     "Point the provider at `url` (Postmark: `url_with_credentials`). 422 "
-    "`invalid_provider_webhook` names a missing, misplaced or unusable field.",
+    "`invalid_provider_webhook`: a SendGrid key that is not an ECDSA public key.",
 )
 async def create_provider_webhook(
     body: ProviderWebhookCreate,

@@ -24,29 +24,49 @@ OneLineSecret = Annotated[
 ]
 
 
-class ProviderWebhookCreate(BaseModel):
+class _Create(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: Provider = Field(description="Which ESP sends to this webhook.")
     name: Annotated[Name, StringConstraints(max_length=200)] = Field(
         description="A label for people (`SES eu-west-1 production`)."
     )
     enabled: Annotated[bool, Strict()] = True
-    topic_arns: list[TopicArn] | None = Field(
-        default=None,
+
+
+class SesWebhookCreate(_Create):
+    provider: Literal["ses"] = Field(description="Amazon SES through an SNS topic.")
+    topic_arns: list[TopicArn] = Field(
         min_length=1,
         max_length=20,
-        description="SES only, required: the SNS topic ARNs whose messages are accepted.",
+        description="The SNS topic ARNs whose messages are accepted.",
     )
-    public_key: OneLineSecret | None = Field(
-        default=None,
-        description="SendGrid only, required: the Signed Event Webhook's verification key "
-        "(base64 DER as the SendGrid console shows it, or PEM).",
+
+
+class SendgridWebhookCreate(_Create):
+    provider: Literal["sendgrid"] = Field(description="SendGrid's Signed Event Webhook.")
+    public_key: OneLineSecret = Field(
+        description="The Signed Event Webhook's verification key (base64 DER as the "
+        "SendGrid console shows it, or PEM)."
     )
-    signing_key: OneLineSecret | None = Field(
-        default=None,
-        description="Mailgun only, required: the HTTP webhook signing key.",
+
+
+class PostmarkWebhookCreate(_Create):
+    provider: Literal["postmark"] = Field(
+        description="Postmark: basic-auth credentials are generated and shown once."
     )
+
+
+class MailgunWebhookCreate(_Create):
+    provider: Literal["mailgun"] = Field(description="Mailgun's signed webhooks.")
+    signing_key: OneLineSecret = Field(description="The HTTP webhook signing key.")
+
+
+# One shape per provider, told apart by `provider`: each carries exactly the
+# material its provider's signatures need.
+ProviderWebhookCreate = Annotated[
+    SesWebhookCreate | SendgridWebhookCreate | PostmarkWebhookCreate | MailgunWebhookCreate,
+    Field(discriminator="provider"),
+]
 
 
 class ProviderWebhookCounters(BaseModel):

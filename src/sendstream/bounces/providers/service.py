@@ -23,10 +23,14 @@ from sendstream.bounces.providers import sendgrid
 from sendstream.bounces.providers.errors import InvalidProviderWebhook, ProviderWebhookNotFound
 from sendstream.bounces.providers.repository import provider_webhook_repository
 from sendstream.bounces.providers.schemas import (
+    MailgunWebhookCreate,
+    PostmarkWebhookCreate,
     ProviderWebhookCounters,
     ProviderWebhookCreate,
     ProviderWebhookCreated,
     ProviderWebhookRead,
+    SendgridWebhookCreate,
+    SesWebhookCreate,
 )
 from sendstream.core import secrets
 from sendstream.core.ids import uuid7
@@ -35,7 +39,6 @@ from sendstream.core.settings import get_settings
 from sendstream.models.provider_webhook import ProviderWebhook
 
 HINT_CHARS = 4
-_FIELDS = {"ses": "topic_arns", "sendgrid": "public_key", "mailgun": "signing_key"}
 
 
 def config_context(webhook_id: uuid.UUID) -> str:
@@ -60,25 +63,20 @@ def receiving_url(webhook: ProviderWebhook) -> str:
 
 def _config(body: ProviderWebhookCreate) -> tuple[dict[str, Any], str | None]:
     """The material to store, and the generated Postmark password (or None)."""
-    given = {name: getattr(body, name) for name in _FIELDS.values()}
-    wanted = _FIELDS.get(body.provider, "")
-    for name, value in given.items():
-        if value is not None and name != wanted:
-            raise InvalidProviderWebhook(name, f"is not used by {body.provider} webhooks")
-    if body.provider == "postmark":
-        password = random.token_urlsafe(24)
-        return {"username": f"pm_{random.token_hex(6)}", "password": password}, password
-    value = given[wanted]
-    if value is None:
-        raise InvalidProviderWebhook(wanted, f"is required for {body.provider} webhooks")
-    if body.provider == "sendgrid":
-        try:
-            sendgrid.load_public_key(value)
-        except ValueError as exc:
-            raise InvalidProviderWebhook("public_key", str(exc)) from None
-    if body.provider == "ses":
-        value = list(dict.fromkeys(value))
-    return {wanted: value}, None
+    match body:
+        case PostmarkWebhookCreate():
+            password = random.token_urlsafe(24)
+            return {"username": f"pm_{random.token_hex(6)}", "password": password}, password
+        case SendgridWebhookCreate():
+            try:
+                sendgrid.load_public_key(body.public_key)
+            except ValueError as exc:
+                raise InvalidProviderWebhook("public_key", str(exc)) from None
+            return {"public_key": body.public_key}, None
+        case SesWebhookCreate():
+            return {"topic_arns": list(dict.fromkeys(body.topic_arns))}, None
+        case MailgunWebhookCreate():
+            return {"signing_key": body.signing_key}, None
 
 
 class ProviderWebhookService:
