@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.imap_mailbox import ImapMailbox, ImapMessage
 
 # Longest error text kept on a mailbox.
@@ -60,9 +61,7 @@ class ImapRepository:
         self, session: AsyncSession, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> Sequence[ImapMailbox]:
         query = select(ImapMailbox).where(ImapMailbox.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(ImapMailbox.id > after)
-        return (await session.scalars(query.order_by(ImapMailbox.id).limit(limit))).all()
+        return await rows_after(session, query, ImapMailbox.id, after=after, limit=limit)
 
     async def delete(
         self, session: AsyncSession, workspace_id: uuid.UUID, mailbox_id: uuid.UUID

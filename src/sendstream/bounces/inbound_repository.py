@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.inbound_email import InboundAttachment, InboundEmail
 from sendstream.models.inbound_message import InboundMessage
 from sendstream.models.inbound_route import InboundDomain, InboundRoute
@@ -49,9 +50,7 @@ class InboundRepository:
         self, session: AsyncSession, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> Sequence[InboundDomain]:
         query = select(InboundDomain).where(InboundDomain.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(InboundDomain.id > after)
-        return (await session.scalars(query.order_by(InboundDomain.id).limit(limit))).all()
+        return await rows_after(session, query, InboundDomain.id, after=after, limit=limit)
 
     async def delete_domain(
         self, session: AsyncSession, workspace_id: uuid.UUID, domain_id: uuid.UUID
@@ -113,9 +112,7 @@ class InboundRepository:
         query = select(InboundRoute).where(InboundRoute.workspace_id == workspace_id)
         if domain_id is not None:
             query = query.where(InboundRoute.domain_id == domain_id)
-        if after is not None:
-            query = query.where(InboundRoute.id > after)
-        return (await session.scalars(query.order_by(InboundRoute.id).limit(limit))).all()
+        return await rows_after(session, query, InboundRoute.id, after=after, limit=limit)
 
     async def delete_route(
         self, session: AsyncSession, workspace_id: uuid.UUID, route_id: uuid.UUID

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.consent import ConsentRecord
 from sendstream.models.contact import Contact, ContactExternalId
 from sendstream.models.contact_list import ContactList, Subscription
@@ -82,9 +83,7 @@ class ListRepository:
     ) -> Sequence[ContactList]:
         """Oldest first (ids are time-ordered UUIDv7)."""
         query = select(ContactList).where(ContactList.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(ContactList.id > after)
-        return (await session.scalars(query.order_by(ContactList.id).limit(limit))).all()
+        return await rows_after(session, query, ContactList.id, after=after, limit=limit)
 
     async def counts(
         self, session: AsyncSession, workspace_id: uuid.UUID, list_ids: Collection[uuid.UUID]

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sendstream.core import outbox
+from sendstream.core.pagination import rows_after
 from sendstream.models.contact import Contact, ContactExternalId
 from sendstream.models.contact_list import ContactList, Subscription
 from sendstream.models.event import Event
@@ -359,9 +360,7 @@ class ContactRepository:
         after: uuid.UUID | None,
         limit: int,
     ) -> Sequence[Contact]:
-        if after is not None:
-            query = query.where(Contact.id > after)
-        return (await session.execute(query.order_by(Contact.id).limit(limit))).scalars().all()
+        return await rows_after(session, query, Contact.id, after=after, limit=limit)
 
     async def existing_list_ids(
         self, session: AsyncSession, workspace_id: uuid.UUID, list_ids: Collection[uuid.UUID]

@@ -8,7 +8,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
@@ -16,7 +16,13 @@ from pydantic import BaseModel, Field
 from sendstream.core.errors import InvalidInput
 from sendstream.core.settings import get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import InstrumentedAttribute
+
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Page(BaseModel, Generic[T]):
@@ -112,3 +118,18 @@ def _page_params(
 
 
 PageQuery = Annotated[PageParams, Depends(_page_params)]
+
+
+async def rows_after(
+    session: AsyncSession,
+    query: Select[R],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Sequence[R]:
+    """One keyset page of `query` (already scoped to its workspace): up to
+    `limit` rows in id order, after the cursor's id."""
+    if after is not None:
+        query = query.where(id_column > after)
+    return (await session.scalars(query.order_by(id_column).limit(limit))).all()

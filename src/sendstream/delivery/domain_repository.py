@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.sending_domain import SendingDomain
 
 
@@ -55,9 +56,7 @@ class DomainRepository:
     ) -> Sequence[SendingDomain]:
         """Oldest first (ids are time-ordered UUIDv7)."""
         query = select(SendingDomain).where(SendingDomain.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(SendingDomain.id > after)
-        return (await session.scalars(query.order_by(SendingDomain.id).limit(limit))).all()
+        return await rows_after(session, query, SendingDomain.id, after=after, limit=limit)
 
     async def find_covering(
         self, session: AsyncSession, workspace_id: uuid.UUID, candidates: Sequence[str]

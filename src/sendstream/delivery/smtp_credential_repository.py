@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.smtp_credential import SmtpCredential
 
 
@@ -45,10 +46,7 @@ class SmtpCredentialRepository:
         limit: int,
     ) -> Sequence[SmtpCredential]:
         query = select(SmtpCredential).where(SmtpCredential.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(SmtpCredential.id > after)
-        result = await session.execute(query.order_by(SmtpCredential.id).limit(limit))
-        return result.scalars().all()
+        return await rows_after(session, query, SmtpCredential.id, after=after, limit=limit)
 
     async def live_ids(
         self,

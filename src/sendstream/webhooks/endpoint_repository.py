@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.models.workspace import Workspace
 
@@ -49,9 +50,7 @@ class EndpointRepository:
     ) -> Sequence[WebhookEndpoint]:
         """Oldest first (ids are time-ordered UUIDv7)."""
         query = select(WebhookEndpoint).where(WebhookEndpoint.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(WebhookEndpoint.id > after)
-        return (await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit))).all()
+        return await rows_after(session, query, WebhookEndpoint.id, after=after, limit=limit)
 
     async def delete(self, session: AsyncSession, endpoint: WebhookEndpoint) -> None:
         await session.execute(

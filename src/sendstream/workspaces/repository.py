@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.api_key import ApiKey
 from sendstream.models.audit import AuditLogEntry
 from sendstream.models.user import User
@@ -73,10 +74,7 @@ class UserRepository:
         limit: int,
     ) -> Sequence[User]:
         query = select(User).where(User.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(User.id > after)
-        result = await session.execute(query.order_by(User.id).limit(limit))
-        return result.scalars().all()
+        return await rows_after(session, query, User.id, after=after, limit=limit)
 
     async def lock_active_owner_ids(
         self, session: AsyncSession, workspace_id: uuid.UUID
@@ -126,10 +124,7 @@ class ApiKeyRepository:
         limit: int,
     ) -> Sequence[ApiKey]:
         query = select(ApiKey).where(ApiKey.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(ApiKey.id > after)
-        result = await session.execute(query.order_by(ApiKey.id).limit(limit))
-        return result.scalars().all()
+        return await rows_after(session, query, ApiKey.id, after=after, limit=limit)
 
     async def touch(
         self,

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.pagination import rows_after
 from sendstream.models.message import Message
 from sendstream.models.provider_webhook import ProviderWebhook, ProviderWebhookReceipt
 
@@ -50,9 +51,7 @@ class ProviderWebhookRepository:
         self, session: AsyncSession, workspace_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
     ) -> Sequence[ProviderWebhook]:
         query = select(ProviderWebhook).where(ProviderWebhook.workspace_id == workspace_id)
-        if after is not None:
-            query = query.where(ProviderWebhook.id > after)
-        return (await session.scalars(query.order_by(ProviderWebhook.id).limit(limit))).all()
+        return await rows_after(session, query, ProviderWebhook.id, after=after, limit=limit)
 
     async def delete(self, session: AsyncSession, webhook: ProviderWebhook) -> None:
         await session.execute(
