@@ -179,7 +179,9 @@ class TestFilters:
         assert positions(rest) == [4]
         assert cursor is None
 
-    @pytest.mark.parametrize("bad", ["message.*.sent", "*.sent", "mess*", ".*"])
+    @pytest.mark.parametrize(
+        "bad", ["message.*.sent", "*.sent", "mess*", ".*", "true", "Message.Sent"]
+    )
     async def test_a_malformed_type_pattern_is_refused(
         self, client: httpx.AsyncClient, stream: Actor, bad: str
     ) -> None:

@@ -19,8 +19,10 @@ from sendstream.workspaces.auth import Principal, require_scope
 
 router = APIRouter(route_class=UnitOfWorkRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
-# An exact type, `prefix.*` or `*`: a star only as the whole or after the last dot.
-TYPE_PATTERN = r"^(\*|[^*\x00-\x1f]*[^*.\x00-\x1f]\.\*|[^*\x00-\x1f]+)$"
+# An exact type (dotted lower-case names: `message.bounced`), `prefix.*` or
+# `*`: a star only as the whole or after the last dot. A word without a dot
+# is no event type, so `type=true` is refused by the schema, not read as one.
+TYPE_PATTERN = r"^(\*|[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.\*|[a-z][a-z0-9_]*(\.[a-z0-9_]+)+)$"
 
 
 @router.get(
