@@ -94,6 +94,15 @@ class TestExport:
 
         assert [r["email"] for r in rows(response.text)] == ["cy@example.com"]
 
+    async def test_a_nul_in_the_tag_filter_is_a_422_before_anything_streams(
+        self, client: httpx.AsyncClient, admin_actor: Actor
+    ) -> None:
+        response = await client.get(
+            "/v1/contacts/export", params={"tag": "vip\x00"}, headers=admin_actor.headers
+        )
+        assert response.status_code == 422
+        assert response.json()["code"] == "invalid_text"
+
     async def test_another_workspaces_list_is_a_404(
         self, client: httpx.AsyncClient, admin_actor: Actor, other_workspace_actor: Actor
     ) -> None:

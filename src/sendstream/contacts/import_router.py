@@ -256,6 +256,10 @@ async def export_contacts(
     ] = None,
     principal: Principal = require_scope("contacts:read"),
 ) -> StreamingResponse:
+    if tag is not None and "\x00" in tag:
+        # Checked before streaming starts: once the 200 is out, a database
+        # error could only cut the download short.
+        raise InvalidText("tag")
     export = await export_service.prepare(
         session, principal.workspace_id, format=format, list_id=list_id, status=status, tag=tag
     )
