@@ -283,12 +283,16 @@ def serve() -> None:
     from sendstream.core.logging import configure_logging
     from sendstream.core.settings import get_settings
     from sendstream.delivery.submission import SubmissionServer
+    from sendstream.runner import _settle_heap
 
     async def run() -> None:
         settings = get_settings()
         configure_logging()
         server = SubmissionServer(settings)
         await server.start()
+        # What `sendstream smtp` does once it listens (runner._smtp): the
+        # heap so far out of the collector's sight, collections less often.
+        _settle_heap()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stopping.set)

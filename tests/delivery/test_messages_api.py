@@ -491,6 +491,73 @@ class TestBatch:
             "sha256": None,
         }
 
+    async def test_each_message_has_one_queued_event_in_order_with_gapless_positions(
+        self, client: httpx.AsyncClient, sender: Actor, db: Database
+    ) -> None:
+        later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        items = [
+            inline(to=["a@example.com", "b@example.com"], tags=["t1"], metadata={"k": 1}),
+            inline(to="c@example.com", send_at=later.isoformat(), stream="marketing"),
+            inline(to="d@example.com", subject="Über"),
+        ]
+        response = await client.post(
+            "/v1/messages/batch", headers=sender.headers, json={"messages": items}
+        )
+        assert response.json()["queued"] == 4, response.text
+        ids = [m["id"] for r in response.json()["results"] for m in r["messages"]]
+        async with db.engine.connect() as conn:
+            events = (
+                await conn.execute(
+                    text(
+                        "SELECT position, subject_id, data FROM events "
+                        "WHERE workspace_id = :w AND type = 'message.queued' ORDER BY position"
+                    ),
+                    {"w": sender.workspace_id},
+                )
+            ).all()
+            last = await conn.scalar(
+                text("SELECT last_position FROM event_counters WHERE workspace_id = :w"),
+                {"w": sender.workspace_id},
+            )
+            due = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT id::text, next_attempt_at = created_at FROM messages "
+                            "WHERE workspace_id = :w"
+                        ),
+                        {"w": sender.workspace_id},
+                    )
+                ).all()
+            )
+            scheduled = await conn.scalar(
+                text("SELECT next_attempt_at FROM messages WHERE id = :id"), {"id": ids[2]}
+            )
+        # Positions follow the messages' order, with no gap to the counter.
+        assert [e.subject_id for e in events] == ids
+        positions = [e.position for e in events]
+        assert positions == list(range(positions[0], positions[0] + 4))
+        assert last == positions[-1]
+        assert events[0].data == {
+            "message_id": ids[0],
+            "to": "a@example.com",
+            "contact_id": None,
+            "from": f"news@{DOMAIN}",
+            "stream": "transactional",
+            "template_version_id": None,
+            "subject": "Hi",
+            "send_at": None,
+            "tags": ["t1"],
+            "metadata": {"k": 1},
+            "test": False,
+        }
+        assert events[2].data["send_at"] == later.isoformat()
+        assert events[2].data["stream"] == "marketing"
+        assert events[3].data["subject"] == "Über"
+        # Due now: the transaction's clock; scheduled: its send_at.
+        assert [due[i] for i in ids] == [True, True, False, True]
+        assert scheduled == later
+
 
 class TestIdempotency:
     async def test_a_retried_send_with_the_same_key_queues_once(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import uuid
 from typing import Any
 
 import aiosmtplib
@@ -17,6 +18,9 @@ from sqlalchemy import text
 from sendstream.contacts.suppression import suppress
 from sendstream.core.db import Database, create_database
 from sendstream.core.settings import Settings
+from sendstream.delivery import compose, mime
+from sendstream.delivery.message_service import _check_inline
+from sendstream.delivery.smtp_credential_service import LoginRefused
 from sendstream.delivery.submission import SubmissionServer
 from tests.delivery.messages_helpers import DOMAIN, verified_domain
 from tests.delivery.submission_helpers import (
@@ -205,6 +209,32 @@ class TestAuthentication:
         assert code == 250
         [row] = await rows(db, sender.workspace_id)
         assert row["id"] == queued_ids(reply)[0]
+
+    async def test_trusted_mails_share_a_running_lookup_but_a_later_one_sees_a_revocation(
+        self,
+        start_relay: StartRelay,
+        client: httpx.AsyncClient,
+        login: dict[str, Any],
+        sender: Actor,
+    ) -> None:
+        relay = await start_relay(
+            submission_trusted_networks=["127.0.0.0/8"],
+            submission_trusted_username=login["username"],
+        )
+        first, second = relay.trusted_login(), relay.trusted_login()
+        running = relay._trusted_lookup
+        assert (await first) == (await second)
+        assert relay._trusted_lookup is running
+        revoked = await client.delete(f"/v1/smtp-credentials/{login['id']}", headers=sender.headers)
+        assert revoked.status_code == 200, revoked.text
+        with pytest.raises(LoginRefused) as caught:
+            await relay.trusted_login()
+        assert caught.value.reason == "revoked"
+        smtp = await connect(relay, tls="none")
+        await smtp.ehlo()
+        code, text_ = await refused(smtp.mail("app@" + DOMAIN))
+        smtp.close()
+        assert (code, text_.split()[0]) == (454, "4.7.0")
 
     def test_a_trusted_network_beyond_loopback_is_refused(self, settings: Settings) -> None:
         from sendstream.core.settings import SmtpSettings
@@ -448,6 +478,21 @@ class TestRefusals:
         assert why in text_
         assert await rows(db, sender.workspace_id) == []
 
+    async def test_a_subject_the_builder_refuses_is_refused_with_its_code(
+        self, relay: SubmissionServer, login: dict[str, Any], db: Database, sender: Actor
+    ) -> None:
+        # An encoded-word that decodes to a NUL, which no header may hold
+        # (the parser keeps it; the MIME builder's check refuses it).
+        raw = message().as_bytes().replace(b"Subject: Hi", b"Subject: =?utf-8?q?Hi=00there?=")
+        smtp = await connect(relay, login=login)
+        await smtp.mail("app@" + DOMAIN)
+        await smtp.rcpt("ada@example.com")
+        refusal, text_ = await refused(smtp.data(raw))
+        await smtp.quit()
+        assert (refusal, text_.split()[0]) == (554, "5.6.0")
+        assert text_.split()[1] == "header_injection:"
+        assert await rows(db, sender.workspace_id) == []
+
     async def test_malformed_recipient_is_553(
         self, relay: SubmissionServer, login: dict[str, Any]
     ) -> None:
@@ -539,3 +584,64 @@ class TestStopping:
             await smtp.noop()
         with pytest.raises(aiosmtplib.SMTPConnectError):
             await aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5).connect()
+
+
+class TestInlineCheck:
+    """The relay's queue-time check (`_check_inline`: the header section
+    built, the bodies not encoded) refuses exactly what building the whole
+    message refuses, with the same code and text."""
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {},
+            {"subject": "Hi\r\nBcc: victim@example.com"},
+            {"subject": "Hi \ud800"},
+            {"subject": "x" * 1200},
+            {"subject": "Grüße " * 100},
+            {"from_name": "Ada \udcff"},
+            {"to_name": "Ada\nBcc: x"},
+            {"cc": [{"email": "cc@example.com", "name": "C\udc80"}]},
+            {"reply_to": "Ada <ada@example.com>"},
+            {"headers": [["X-Campaign", "x" * 1200]]},
+            {"html": "<p>\ud800</p>"},
+            {"text": "Hello \udcff"},
+            {"text": "Grüße\r\n", "html": "<p>Grüße</p>"},
+            {"stream": "marketing", "track_opens": True, "track_clicks": True},
+            {"attachment": mime.Attachment("a\udcff.pdf", "application/pdf", b"%PDF")},
+            {"attachment": mime.Attachment("r.pdf", "application/pdf", b"%PDF", "logo@x")},
+        ],
+    )
+    def test_refuses_what_the_whole_build_refuses(
+        self, settings: Settings, change: dict[str, Any]
+    ) -> None:
+        change = dict(change)
+        attachment = change.pop("attachment", None)
+        attachments = [attachment] if attachment is not None else []
+        m = compose.Outgoing(
+            id=uuid.uuid4(),
+            workspace_id=uuid.uuid4(),
+            stream="transactional",
+            from_email=f"news@{DOMAIN}",
+            from_name="Acme",
+            reply_to=None,
+            to_email="ada@example.com",
+            to_name="Ada",
+            message_id_header=f"<x@{DOMAIN}>",
+            subject="Hi",
+            text="Hello",
+        )
+        for name, value in change.items():
+            setattr(m, name, value)
+        content = compose.render(m, None, settings)
+
+        def outcome(check: Any) -> tuple[str, str] | None:
+            try:
+                check()
+            except compose.ComposeError as exc:
+                return exc.code, exc.message
+            return None
+
+        whole = outcome(lambda: compose.build(m, content, settings, attachments=attachments))
+        inline = outcome(lambda: _check_inline(m, content, settings, attachments))
+        assert inline == whole

@@ -15,6 +15,7 @@ from sqlalchemy import Text, any_, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sendstream.core.outbox import write_events_from_select
 from sendstream.models.contact import Contact, ContactExternalId
 from sendstream.models.contact_list import ContactList, Subscription
 from sendstream.models.event import Event
@@ -34,10 +35,58 @@ LIST_REFUSING: Final = ("unsubscribed", "bounced", "complained")
 COPIES_ACCEPTED: Final = "copies_accepted"
 
 
+# The rows of a send, one JSON array (one bound parameter, encoded by
+# json.dumps in C: no per-row, per-column binding in Python), read into the
+# `messages` row type and numbered in array order, which is the order of
+# their events' positions. A row without `send_at` is due at the
+# transaction's now(), the clock the delivery loop compares against.
+_QUEUED_ROWS = """
+queued_src AS MATERIALIZED (
+    SELECT e.n, e.value -> 'event' AS event, r.*
+    FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS e(value, n),
+         json_populate_record(NULL::messages, e.value) AS r
+), queued_ins AS (
+    INSERT INTO messages (
+    id, workspace_id, stream, from_email, from_name, reply_to, to_email, to_email_key, to_name,
+    contact_id, cc, bcc, list_id, template_version_id, data, subject, html, text, headers,
+    metadata, tags, track_opens, track_clicks, message_id_header, send_at, next_attempt_at
+    )
+    SELECT
+    id, workspace_id, stream, from_email, from_name, reply_to, to_email, to_email_key, to_name,
+    contact_id, cc, bcc, list_id, template_version_id, data, subject, html, text, headers,
+    metadata, tags, track_opens, track_clicks, message_id_header, send_at, coalesce(send_at, now())
+    FROM queued_src
+)"""
+# Selected from `queued_src`, not from the INSERT's RETURNING (whose order
+# PostgreSQL does not promise); the INSERT runs to completion either way,
+# and a failed row fails the statement, events included.
+_QUEUED_EVENTS = """
+SELECT 'message.queued' AS type, 'message' AS subject_type, CAST(id AS text) AS subject_id,
+       event AS data, n
+FROM queued_src
+"""
+
+
 class MessageRepository:
-    async def insert_messages(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            await session.execute(insert(Message), list(rows))
+    async def queue(
+        self, session: AsyncSession, workspace_id: uuid.UUID, rows_json: str, count: int
+    ) -> None:
+        """Insert `count` queued messages and their `message.queued` events
+        in one statement. `rows_json` is a JSON array of objects keyed by
+        the columns `_QUEUED_ROWS` writes (a missing key is NULL) plus
+        `event`, the event's data. The events get consecutive positions in
+        array order, allocated by the outbox (`write_events_from_select`),
+        gapless like every other event's; they precede events `emit()`ted
+        in the same transaction, which are written at commit."""
+        if count:
+            await write_events_from_select(
+                session,
+                workspace_id,
+                _QUEUED_EVENTS,
+                {"rows": rows_json},
+                ctes=_QUEUED_ROWS,
+                count=count,
+            )
 
     async def store_blobs(
         self, session: AsyncSession, workspace_id: uuid.UUID, blobs: Mapping[str, bytes]

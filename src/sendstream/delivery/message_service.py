@@ -11,7 +11,8 @@ the request (or of that batch item) is queued:
   every recipient is rendered once with its data, so a strict template
   missing a variable is refused (`template_undefined_variable`), and the
   first recipient's message is built into MIME (the result is dropped: the
-  loop renders again when it sends);
+  loop renders again when it sends; inline content the SMTP relay read from
+  MIME gets its header section built, its bodies checked, not encoded);
 - the sender's domain (`unknown_sending_domain`, `domain_not_verified`);
 - suppressed recipients, `to`, `cc` and `bcc` alike (`recipient_suppressed`;
   transactional messages pass an `unsubscribed` entry, never the others);
@@ -35,10 +36,12 @@ address a missing resource.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,7 +51,6 @@ from sendstream.contacts.addresses import InvalidAddress, normalize_address
 from sendstream.contacts.service import contact_document, contact_service
 from sendstream.core.errors import InvalidInput, SendstreamError
 from sendstream.core.ids import uuid7
-from sendstream.core.outbox import emit
 from sendstream.core.pagination import PageParams, cursor_uuid, trim_page
 from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery import compose, mime
@@ -59,7 +61,7 @@ from sendstream.delivery.errors import (
     RecipientSuppressed,
 )
 from sendstream.delivery.message_prepare import Draft, party, prepare, stored_address
-from sendstream.delivery.message_repository import SUBJECT_TYPE, message_repository
+from sendstream.delivery.message_repository import message_repository
 from sendstream.delivery.message_schemas import (
     AddressInput,
     AddressRead,
@@ -123,10 +125,20 @@ class MessageService:
         return MessagesQueued(messages=result)
 
     async def send_batch(
-        self, session: AsyncSession, workspace_id: uuid.UUID, batch: MessageBatch
+        self,
+        session: AsyncSession,
+        workspace_id: uuid.UUID,
+        batch: MessageBatch,
+        *,
+        from_mime: bool = False,
     ) -> BatchQueued:
         """Each item checked on its own: the valid ones are queued, the others
-        answered with their code; one transaction for the lot."""
+        answered with their code; one transaction for the lot.
+
+        `from_mime`: the items were read from MIME messages (the SMTP relay),
+        so their inline bodies are decoded text; the queue-time check builds
+        the header section but does not encode the bodies again (see
+        `_check_inline`). Every fault is refused as without it, same codes."""
         settings = get_settings()
         drafts: list[Draft | SendstreamError] = []
         for raw in batch.messages:
@@ -136,7 +148,7 @@ class MessageService:
                 drafts.append(InvalidInput(_first_error(exc)))
             except SendstreamError as exc:
                 drafts.append(exc)
-        results = await self._queue(session, workspace_id, drafts, settings)
+        results = await self._queue(session, workspace_id, drafts, settings, from_mime=from_mime)
         items = [
             BatchItemResult(index=i, status="rejected", code=r.code, error=r.message)
             if isinstance(r, SendstreamError)
@@ -212,6 +224,8 @@ class MessageService:
         drafts: Sequence[Draft | SendstreamError],
         settings: Settings,
         test: _TestSend | None = None,
+        *,
+        from_mime: bool = False,
     ) -> list[Result]:
         out: list[Result | None] = [d if isinstance(d, SendstreamError) else None for d in drafts]
         limits = settings.delivery
@@ -243,7 +257,9 @@ class MessageService:
         plans: list[_Plan] = []
         for index, draft in live:
             try:
-                plan = await self._plan(session, workspace_id, draft, lookups, settings, test)
+                plan = await self._plan(
+                    session, workspace_id, draft, lookups, settings, test, from_mime=from_mime
+                )
             except SendstreamError as exc:
                 out[index] = exc
                 continue
@@ -301,6 +317,8 @@ class MessageService:
         lookups: _Lookups,
         settings: Settings,
         test: _TestSend | None = None,
+        *,
+        from_mime: bool = False,
     ) -> _Plan:
         body = draft.body
         renderer: CompiledTemplate | None = None
@@ -382,7 +400,7 @@ class MessageService:
             contacts: list[dict[str, Any] | None] = [None] * len(messages)
         else:
             contacts = [lookups.contact(r.party.key) for r in draft.recipients]
-        _validate(messages, renderer, draft, settings, contacts)
+        _validate(messages, renderer, draft, settings, contacts, from_mime=from_mime)
         return _Plan(draft, messages, body.send_at, test=test is not None)
 
     async def _write(
@@ -392,19 +410,17 @@ class MessageService:
             return
         blobs = {a.sha256: a.data for plan in plans for a in plan.draft.attachments}
         await message_repository.store_blobs(session, workspace_id, blobs)
-        now_rows: list[dict[str, Any]] = []
-        later_rows: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
         attachments: list[dict[str, Any]] = []
+        due = False
+        now = datetime.now(UTC)
+        workspace = str(workspace_id)
         for plan in plans:
             body = plan.draft.body
+            send_at = plan.send_at.isoformat() if plan.send_at is not None else None
+            due = due or plan.send_at is None or plan.send_at <= now
             for m in plan.messages:
-                row = _row(m, body)
-                if plan.send_at is None:
-                    now_rows.append(row)
-                else:
-                    later_rows.append(
-                        {**row, "send_at": plan.send_at, "next_attempt_at": plan.send_at}
-                    )
+                rows.append(_row(m, body, workspace, send_at, plan.test))
                 attachments.extend(
                     {
                         "message_id": m.id,
@@ -417,32 +433,17 @@ class MessageService:
                     }
                     for position, a in enumerate(plan.draft.attachments)
                 )
-                emit(
-                    session,
-                    workspace_id,
-                    "message.queued",
-                    {
-                        "message_id": m.id,
-                        "to": m.to_email,
-                        "contact_id": m.contact_id,
-                        "from": m.from_email,
-                        "stream": m.stream,
-                        "template_version_id": m.template_version_id,
-                        "subject": m.subject,
-                        "send_at": plan.send_at,
-                        "tags": body.tags,
-                        "metadata": body.metadata,
-                        "test": plan.test,
-                    },
-                    subject_type=SUBJECT_TYPE,
-                    subject_id=m.id,
-                )
-        # Rows without a time take the database's now(), the clock the
-        # delivery loop compares against.
-        await message_repository.insert_messages(session, now_rows)
-        await message_repository.insert_messages(session, later_rows)
+        # Rows and events: one JSON document, one statement (see
+        # `message_repository.queue`); json.dumps in C is most of the
+        # Python-side cost of a row.
+        await message_repository.queue(
+            session,
+            workspace_id,
+            json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_json_value),
+            len(rows),
+        )
         await message_repository.insert_attachments(session, attachments)
-        if now_rows or any(r["next_attempt_at"] <= datetime.now(UTC) for r in later_rows):
+        if due:
             await message_repository.notify_due(session)
 
     # --- reads
@@ -594,9 +595,12 @@ def _validate(
     draft: Draft,
     settings: Settings,
     contacts: Sequence[dict[str, Any] | None],
+    *,
+    from_mime: bool = False,
 ) -> None:
     """Render every recipient (as its contact, when it is one); build the
-    first one's message whole."""
+    first one's message whole (its header section only, for inline content
+    read from MIME: `_check_inline`)."""
     attachments = [
         mime.Attachment(a.filename, a.content_type, a.data, a.content_id) for a in draft.attachments
     ]
@@ -605,40 +609,106 @@ def _validate(
         try:
             content = compose.render(m, renderer, settings, contact=contacts[index])
             if index == 0:
-                compose.build(m, content, settings, attachments=attachments)
+                if from_mime and renderer is None:
+                    _check_inline(m, content, settings, attachments)
+                else:
+                    compose.build(m, content, settings, attachments=attachments)
         except compose.ComposeError as exc:
             where = f"to[{index}] ({m.to_email}): " if many else ""
             raise InvalidInput(f"{where}{exc.message}", code=exc.code) from None
 
 
-def _row(m: compose.Outgoing, body: MessageCreate) -> dict[str, Any]:
+def _check_inline(
+    m: compose.Outgoing,
+    content: compose.Content,
+    settings: Settings,
+    attachments: Sequence[mime.Attachment],
+) -> None:
+    """Refuse what `compose.build` refuses in an inline message, for about
+    half its cost (the SMTP relay's messages; bench/smtp_relay.py). The
+    header section, attachment headers included, is built by the builder
+    itself, so every header check is its own. What is left out is encoding
+    the bodies (the attachments' contents, the text and HTML parts, the
+    multipart boundaries): the one fault that can meet there is text that is
+    not valid Unicode (a lone surrogate), checked here with the builder's
+    message (tests/delivery/test_submission.py compares the two)."""
+    compose.build(
+        m,
+        compose.Content(content.subject, None, None, content.headers),
+        settings,
+        attachments=[
+            mime.Attachment(a.filename, a.content_type, b"", a.content_id) for a in attachments
+        ],
+    )
+    for subtype, text in (("html", content.html), ("plain", content.text)):
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise compose.ComposeError(
+                    "invalid_message", f"the {subtype} body is not valid Unicode: {exc.reason}"
+                ) from None
+
+
+def _row(
+    m: compose.Outgoing, body: MessageCreate, workspace: str, send_at: str | None, test: bool
+) -> dict[str, Any]:
+    """A `messages` row for `message_repository.queue`, keyed by column,
+    with its `message.queued` event's data under `event`: as JSON holds it
+    (ids as text, `send_at` in ISO 8601), which is what `outbox.emit` would
+    have stored."""
+    message_id = str(m.id)
+    contact_id = str(m.contact_id) if m.contact_id is not None else None
+    version_id = str(m.template_version_id) if m.template_version_id is not None else None
     return {
-        "id": m.id,
-        "workspace_id": m.workspace_id,
+        "id": message_id,
+        "workspace_id": workspace,
         "stream": m.stream,
-        "status": "queued",
         "from_email": m.from_email,
         "from_name": m.from_name,
         "reply_to": m.reply_to,
         "to_email": m.to_email,
         "to_email_key": m.to_email_key,
         "to_name": m.to_name,
-        "contact_id": m.contact_id,
+        "contact_id": contact_id,
         "cc": m.cc,
         "bcc": m.bcc,
         "list_id": m.list_id,
-        "template_version_id": m.template_version_id,
+        "template_version_id": version_id,
         "data": m.data,
         "subject": m.subject,
         "html": m.html,
         "text": m.text,
         "headers": m.headers,
-        "metadata_": body.metadata,
+        "metadata": body.metadata,
         "tags": body.tags,
         "track_opens": m.track_opens,
         "track_clicks": m.track_clicks,
         "message_id_header": m.message_id_header,
+        "send_at": send_at,
+        "event": {
+            "message_id": message_id,
+            "to": m.to_email,
+            "contact_id": contact_id,
+            "from": m.from_email,
+            "stream": m.stream,
+            "template_version_id": version_id,
+            "subject": m.subject,
+            "send_at": send_at,
+            "tags": body.tags,
+            "metadata": body.metadata,
+            "test": test,
+        },
     }
+
+
+def _json_value(value: Any) -> Any:
+    # What `outbox.emit` turns them into.
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    raise TypeError(f"a message holds a {type(value).__name__}, which is not JSON")
 
 
 def _summary_fields(m: Message) -> dict[str, Any]:

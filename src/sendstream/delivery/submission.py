@@ -168,10 +168,8 @@ class SubmissionProtocol(SmtpServerProtocol):
         return self._mail_reply()
 
     async def _trusted_mail(self) -> str:
-        username = self.relay.smtp.submission_trusted_username or ""
         try:
-            async with self.relay.database.session() as db:
-                self.login = await smtp_credential_service.find_login(db, username)
+            self.login = await self.relay.trusted_login()
         except LoginRefused as refused:
             log.error("submission.trusted_login_refused", reason=refused.reason)
             return "454 4.7.0 The trusted network's SMTP credential cannot be used"
@@ -258,6 +256,7 @@ class SubmissionServer:
         self.tls_port: int | None = None
         self._writer: SubmissionWriter | None = None
         self._suppressions: SuppressionLookup | None = None
+        self._trusted_lookup: asyncio.Future[SmtpLogin] | None = None
 
     @property
     def database(self) -> Database:
@@ -276,6 +275,28 @@ class SubmissionServer:
         if self._suppressions is None:
             raise RuntimeError("start() the submission server first")
         return self._suppressions
+
+    def trusted_login(self) -> asyncio.Future[SmtpLogin]:
+        """The trusted network's login (`smtp.submission_trusted_username`),
+        looked up anew for each MAIL, but MAILs that arrive while a lookup
+        runs share it: with `smtp-source -d` style clients (a connection a
+        message) that is one session and query for many messages, not one
+        each. A lookup that starts after a revocation commits sees it."""
+        running = self._trusted_lookup
+        if running is None or running.done():
+            running = asyncio.ensure_future(self._find_trusted_login())
+            # Read here, so a refusal nobody waits for any more is not
+            # reported as never retrieved.
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._trusted_lookup = running
+        # Shielded: one session dropping its connection must not cancel the
+        # lookup the others wait for.
+        return asyncio.shield(running)
+
+    async def _find_trusted_login(self) -> SmtpLogin:
+        username = self.smtp.submission_trusted_username or ""
+        async with self.database.session() as db:
+            return await smtp_credential_service.find_login(db, username)
 
     def is_trusted(self, ip: str) -> bool:
         if not self._trusted or not ip:

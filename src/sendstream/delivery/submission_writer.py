@@ -202,7 +202,9 @@ class SubmissionWriter:
                 batch = MessageBatch.model_construct(
                     messages=[group[i].submission.body for i in sendable]
                 )
-                result = await message_service.send_batch(session, workspace_id, batch)
+                result = await message_service.send_batch(
+                    session, workspace_id, batch, from_mime=True
+                )
                 for i, outcome in zip(sendable, result.results, strict=True):
                     replies[i] = (
                         queued_reply(outcome)
