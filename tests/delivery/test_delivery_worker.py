@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -437,8 +438,9 @@ class TestLeases:
             response="250 ok",
             event={"message_id": message_id},
         )
-        async with db.session() as session:
-            written = await write_outcomes(session, sender.workspace_id, [stale])
+        async with await psycopg.AsyncConnection.connect(db.libpq_url, autocommit=True) as conn:
+            async with conn.transaction():
+                written = await write_outcomes(conn, sender.workspace_id, [stale])
         assert written == {}
         assert (await message_state(db, message_id))["status"] == "sending"
         assert [t for t, _ in await events_of(db, message_id)] == ["message.queued"]
