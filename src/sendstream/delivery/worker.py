@@ -335,11 +335,12 @@ class DeliveryWorker:
 
     async def _start(self, rows: list[tuple[Any, ...]]) -> None:
         batch = [_outgoing(row) for row in rows]
+        with_attachments = {row[0] for row in rows if row[-1]}
         for m in batch:
             self._held[m.id] = _Held(m)
         try:
             async with self.database.session() as session:
-                ctx = await self._preparer.prepare(session, batch)
+                ctx = await self._preparer.prepare(session, batch, with_attachments)
         except BaseException:
             # Not started: let go (no heartbeats), so their leases run out and
             # they are claimed again.
@@ -389,6 +390,7 @@ class DeliveryWorker:
 
 
 def _outgoing(row: tuple[Any, ...]) -> Outgoing:
+    """A claimed row (worker_sql.CLAIM) as the message to build."""
     (
         message_id,
         workspace_id,
@@ -414,6 +416,7 @@ def _outgoing(row: tuple[Any, ...]) -> Outgoing:
         track_clicks,
         attempts,
         first_due,
+        _has_attachments,
     ) = row
     return Outgoing(
         id=message_id,

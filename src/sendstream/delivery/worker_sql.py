@@ -27,7 +27,9 @@ from sendstream.core.outbox import write_events_from_select_on
 from sendstream.delivery import mime
 from sendstream.models.message import AttachmentBlob, MessageAttachment
 
-# Columns the claim returns, in `compose.Outgoing` order (see worker.py).
+# Columns the claim returns, in `compose.Outgoing` order (see worker.py),
+# then whether the message has attachments (most have none, and their batch
+# then needs no attachments query).
 CLAIM: Final = """
 WITH fresh AS (
     SELECT id FROM messages
@@ -57,7 +59,8 @@ RETURNING m.id, m.workspace_id, m.stream, m.from_email, m.from_name, m.reply_to,
           m.to_email, m.to_name, m.message_id_header, m.to_email_key, m.cc, m.bcc,
           m.contact_id, m.list_id, m.template_version_id, m.data, m.subject, m.html,
           m.text, m.headers, m.track_opens, m.track_clicks, m.attempts,
-          coalesce(m.send_at, m.created_at)
+          coalesce(m.send_at, m.created_at),
+          EXISTS (SELECT FROM message_attachments a WHERE a.message_id = m.id)
 """
 
 HEARTBEAT: Final = """
