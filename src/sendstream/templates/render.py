@@ -330,10 +330,22 @@ class CompiledTemplate:
         )
 
     def _run(self, template: Template, values: Mapping[str, Any]) -> str:
+        """`template` rendered with `values` (which hold the globals too).
+
+        This is `Template.generate` without its copies (Jinja builds a new
+        dict of the globals and the variables, and a set of the globals'
+        names, for every part of every message) and without its generator
+        around the template's own: `values` is shared read-only (a
+        template's assignments go to the context's own `vars`), and an
+        exception is rewritten to the template's lines by
+        `handle_exception` exactly as `generate` does."""
+        env = template.environment
+        ctx = env.context_class(env, cast(dict[str, Any], values), template.name, template.blocks)
+        ctx.globals_keys = self._global_keys
         limit = self.limits.max_output_bytes
         parts: list[str] = []
         size = 0
-        chunks = self._generate(template, values)
+        chunks = cast(Generator[str], template.root_render_func(ctx))
         try:
             # Output is taken _CHUNKS_PER_CHECK chunks at a time (islice and
             # list run in C): a Python step per chunk was a fifth of a render.
@@ -349,27 +361,15 @@ class CompiledTemplate:
                     chunks.throw(exc)
                     raise  # the template swallowed it: still over the limit
                 parts += batch
+        except Exception:
+            env.handle_exception()  # raises it, rewritten to the template's lines
+            raise
         finally:
             chunks.close()
         result = "".join(parts)
         if not result.isascii() and len(result.encode()) > limit:
             raise LimitExceeded(f"the output is larger than {limit} bytes")
         return result
-
-    def _generate(self, template: Template, values: Mapping[str, Any]) -> Generator[str]:
-        """`Template.generate(values)` without its copies: Jinja builds a new
-        dict of the globals and the variables, and a set of the globals'
-        names, for every part of every message; `values` holds the globals
-        already and is shared read-only (assignments in a template go to
-        the context's own `vars`). Exceptions are rewritten to the
-        template's lines exactly as `generate` does."""
-        env = template.environment
-        ctx = env.context_class(env, cast(dict[str, Any], values), template.name, template.blocks)
-        ctx.globals_keys = self._global_keys
-        try:
-            yield from template.root_render_func(ctx)
-        except Exception:
-            yield env.handle_exception()
 
     def _translate(self, exc: Exception, part: SourceInfo) -> Exception:
         def where(message: str, **extra: Any) -> list[dict[str, Any]]:
