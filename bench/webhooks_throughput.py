@@ -183,9 +183,40 @@ def succeeded(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def cpu_seconds(pids: set[int], cmdline_holds: str | None = None) -> float:
+    """CPU time (user + system) of the processes in `pids` plus those whose
+    command line holds `cmdline_holds` (PostgreSQL backends show their
+    database there); 0 where /proc is missing."""
+    ticks = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(entry.name) not in pids:
+                if cmdline_holds is None:
+                    continue
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if cmdline_holds not in cmdline:
+                    continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run_throughput(
     conninfo: str, total: int, workers: list[subprocess.Popen[bytes]], started: float
 ) -> dict[str, Any]:
+    """Until every delivery succeeded; the workers' and their database
+    backends' CPU is read at the end, while their connections are open."""
     samples: list[float] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         last_log = started
@@ -201,7 +232,16 @@ def run_throughput(
                 log(f"  {done}/{total} succeeded, {created} created")
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "rss_samples": samples}
+        database = str(psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"])
+        worker_cpu = cpu_seconds({p.pid for p in workers})
+        database_cpu = cpu_seconds(set(), database)
+    return {
+        "seconds": elapsed,
+        "rss_samples": samples,
+        "worker_cpu": worker_cpu,
+        "database_cpu": database_cpu,
+        "load": load_average(),
+    }
 
 
 async def run_latency(
@@ -319,6 +359,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await write_events(db, workspace_id, args.events)
         total = args.events * args.endpoints
         log(f"{args.workers} workers sending {total} deliveries")
+        load_at_start = load_average()
         started = time.perf_counter()
         workers = start_workers(args.workers, worker_env(url), tmp)
         run = run_throughput(conninfo, total, workers, started)
@@ -364,6 +405,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": round(max(peak), 1),
         "peak_rss_mb_per_worker": [round(p, 1) for p in peak],
         "run_seconds": round(run["seconds"], 2),
+        # CPU per delivery of the worker processes (fan-out included) and of
+        # PostgreSQL's backends for this database: on a shared machine these,
+        # not the rate, are what compare between runs.
+        "worker_cpu_us_per_delivery": round(run["worker_cpu"] / total * 1e6, 1),
+        "postgres_cpu_us_per_delivery": round(run["database_cpu"] / total * 1e6, 1),
+        "load_average_at_end": run["load"],
+        "load_average_at_start": load_at_start,
         "body_bytes": len(body),
         "server": server,
         "cpus": os.cpu_count(),

@@ -20,6 +20,7 @@ from sendstream.webhooks.http_client import (
     ConnectError,
     ConnectionPool,
     HttpError,
+    LocalProtocolError,
     Origin,
     ReadTimeout,
     RemoteProtocolError,
@@ -387,6 +388,120 @@ class TestAnswerBodies:
         assert response.status_code == 302
         assert response.header("Location") == "/elsewhere"
         assert [r.path for r in server.requests] == ["/hook"]
+
+
+def answering(*answers: bytes, keep: bool = True) -> Handler:
+    """A handler that writes `answers` in turn (one per request), each in
+    one write, and keeps the connection open or not."""
+
+    async def handler(exchange: Exchange) -> bool:
+        exchange.writer.write(answers[(len(exchange.server.requests) - 1) % len(answers)])
+        await exchange.writer.drain()
+        return keep
+
+    return handler
+
+
+class TestWireFormat:
+    """The request is written and a plain answer read without h11; the
+    answers that are not plain go to h11 with the bytes read so far."""
+
+    async def test_the_request_is_one_well_formed_http_1_1_post(self) -> None:
+        async with serving(answer_ok) as server, pool() as client:
+            await client.post(
+                server.origin(),
+                "/in?x=1",
+                [("host", "hooks.example.com"), ("webhook-id", "msg_1")],
+                b'{"a": 1}',
+            )
+        (request,) = server.requests
+        assert request.path == "/in?x=1"
+        assert request.headers == {
+            "host": "hooks.example.com",
+            "webhook-id": "msg_1",
+            "content-length": "8",
+        }
+        assert request.body == b'{"a": 1}'
+
+    @pytest.mark.parametrize(
+        "header",
+        [("x-evil", "a\r\nx-injected: 1"), ("bad name", "v"), ("x-tail", "v ")],
+    )
+    async def test_a_header_h11_would_refuse_is_refused_before_sending(
+        self, header: tuple[str, str]
+    ) -> None:
+        async with serving(answer_ok) as server, pool() as client:
+            with pytest.raises(LocalProtocolError):
+                await client.post(server.origin(), "/", [("host", "h"), header], b"")
+        assert server.requests == []
+
+    async def test_headers_and_a_body_split_across_packets_are_read(self) -> None:
+        async def trickle(exchange: Exchange) -> bool:
+            for part in (
+                b"HTTP/1.1 201 Created\r\nConte",
+                b"nt-Length: 5\r\nRetry-",
+                b"After: 7\r\n",
+                b"\r\nab",
+                b"cde",
+            ):
+                exchange.writer.write(part)
+                await exchange.writer.drain()
+                await asyncio.sleep(0.01)
+            return True
+
+        async with serving(trickle) as server, pool() as client:
+            for _ in range(2):
+                response = await post(client, server.origin())
+                assert (response.status_code, response.body) == (201, b"abcde")
+                assert response.header("retry-after") == "7"
+        assert server.connections == 1
+
+    async def test_an_informational_answer_is_passed_over(self) -> None:
+        handler = answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+        async with serving(handler) as server, pool() as client:
+            for _ in range(2):
+                assert (await post(client, server.origin())).status_code == 200
+        assert server.connections == 1
+
+    async def test_connection_close_is_honoured(self) -> None:
+        handler = answering(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        async with serving(handler) as server, pool() as client:
+            for _ in range(2):
+                assert (await post(client, server.origin())).body == b"ok"
+        assert server.connections == 2
+
+    async def test_bytes_past_the_answer_are_not_taken_for_the_next_answer(self) -> None:
+        handler = answering(OK + b"HTTP/1.1 500 Nope\r\nContent-Length: 0\r\n\r\n")
+        async with serving(handler) as server, pool() as client:
+            for _ in range(2):
+                assert (await post(client, server.origin())).status_code == 200
+        assert server.connections == 2
+
+    async def test_a_folded_header_line_is_read_by_h11(self) -> None:
+        handler = answering(
+            b"HTTP/1.1 200 OK\r\nX-Note: one\r\n two\r\nContent-Length: 2\r\n\r\nok"
+        )
+        async with serving(handler) as server, pool() as client:
+            response = await post(client, server.origin())
+        assert response.header("x-note") == "one two"
+
+    async def test_an_answer_with_bare_line_feeds_is_read_by_h11(self) -> None:
+        handler = answering(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
+        async with serving(handler) as server, pool() as client:
+            response = await post(client, server.origin())
+        assert (response.status_code, response.body) == (200, b"ok")
+
+    async def test_two_content_lengths_that_disagree_are_an_error(self) -> None:
+        handler = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!")
+        async with serving(handler) as server, pool() as client:
+            with pytest.raises(RemoteProtocolError):
+                await post(client, server.origin())
+
+    async def test_a_body_cut_short_by_closing_is_an_error(self) -> None:
+        handler = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", keep=False)
+        async with serving(handler) as server, pool() as client:
+            with pytest.raises(RemoteProtocolError):
+                await post(client, server.origin())
 
 
 class TestTls:

@@ -7,12 +7,16 @@ events out into deliveries (dispatcher.py) and sends them (sender.py).
 - claim: one statement takes up to `worker_batch_size` due deliveries within
   every endpoint's free concurrency, marks them `delivering` with a lease and
   commits (delivery_sql.CLAIM). Woken by the fan-out's NOTIFY; retries are
-  found at their time or after `poll_interval`.
+  found at their time or after `poll_interval`. The claim walks each
+  endpoint's due work from the last delivery this loop claimed there (its
+  claim position), not over every delivery claimed since the last vacuum;
+  every lease/3 s and after idling it walks from the start.
 - send: each delivery is its own task; at most `worker_concurrency` are
   held at once. The signature is made per attempt (its timestamp is the
   attempt's).
-- outcomes are written in batches (one statement for the state changes and
-  attempts, then the endpoints' health), and only then let go.
+- outcomes are written in batches, and only then let go: all successful,
+  one statement on the loop's own autocommit connection; else in a session
+  (state changes and attempts, the endpoints' health, `webhook.disabled`).
 - heartbeats extend the leases of held deliveries every lease/3 s.
 
 Crash safety: after `kill -9` the held deliveries' leases run out and they
@@ -152,6 +156,9 @@ class WebhookWorker:
         self._material: dict[tuple[uuid.UUID, datetime], SigningMaterial] = {}
         self._held: dict[int, _Held] = {}
         self._outcomes: list[Outcome] = []
+        # The autocommit connection successful outcomes are written on, while
+        # the loop's connections are up (see `_flush`).
+        self._write_conn: psycopg.AsyncConnection[Any] | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
@@ -190,7 +197,7 @@ class WebhookWorker:
             await run_reconnecting(
                 self._stop,
                 lambda: loop_connections(
-                    self.database, self.settings, "webhooks", ("listen", "claim")
+                    self.database, self.settings, "webhooks", ("listen", "claim", "write")
                 ),
                 lambda conns: self._serve(*conns),
                 log=log,
@@ -208,8 +215,12 @@ class WebhookWorker:
             self.stopped.set()
 
     async def _serve(
-        self, listen: psycopg.AsyncConnection[Any], claim: psycopg.AsyncConnection[Any]
+        self,
+        listen: psycopg.AsyncConnection[Any],
+        claim: psycopg.AsyncConnection[Any],
+        write: psycopg.AsyncConnection[Any],
     ) -> None:
+        self._write_conn = write
         await listen.execute(f"LISTEN {EVENTS_CHANNEL}")
         await listen.execute(f"LISTEN {DELIVERY_CHANNEL}")
         await self._flush()
@@ -234,6 +245,7 @@ class WebhookWorker:
             await self._drain()
             await self._flush()
         finally:
+            self._write_conn = None
             for task in [*workers, *background]:
                 task.cancel()
             await asyncio.gather(*workers, *background, return_exceptions=True)
@@ -304,6 +316,10 @@ class WebhookWorker:
     async def _claim_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
         threshold = max(1, self.batch_size // 2)
         expired_due = last_claimed = 0.0
+        # Per endpoint, the claim position (next_attempt_at, id) of the last
+        # delivery claimed there: the next claim walks the due index from it
+        # (see delivery_sql.CLAIM).
+        positions: dict[uuid.UUID, tuple[datetime, int]] = {}
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free < threshold:
@@ -313,18 +329,34 @@ class WebhookWorker:
             limit = min(self.batch_size, free)
             self._wake.clear()
             # Leases of dead senders are looked for every lease/3 s, not on
-            # every claim (see delivery_sql.CLAIM).
+            # every claim (see delivery_sql.CLAIM); the same claim walks every
+            # endpoint's due work from its start, for what landed behind a
+            # position.
             with_expired = time.monotonic() >= expired_due
             if with_expired:
                 expired_due = time.monotonic() + self.lease_seconds / 3
+                positions.clear()
             cur = await conn.execute(
                 delivery_sql.CLAIM,
-                {"limit": limit, "lease": self.lease_seconds, "with_expired": with_expired},
+                {
+                    "limit": limit,
+                    "lease": self.lease_seconds,
+                    "with_expired": with_expired,
+                    "floor_endpoints": list(positions),
+                    "floor_at": [p[0] for p in positions.values()],
+                    "floor_id": [p[1] for p in positions.values()],
+                },
             )
             rows = await cur.fetchall()
             if rows:
                 last_claimed = time.monotonic()
-                await self._start([delivery_sql.claimed(r) for r in rows])
+                batch = [delivery_sql.claimed(r) for r in rows]
+                for d in batch:
+                    if d.positions:
+                        key = (d.next_attempt_at, d.id)
+                        if d.endpoint_id not in positions or positions[d.endpoint_id] < key:
+                            positions[d.endpoint_id] = key
+                await self._start(batch)
             if len(rows) == limit or self._stop.is_set():
                 continue
             if time.monotonic() - last_claimed < BUSY_SECONDS:
@@ -334,6 +366,9 @@ class WebhookWorker:
                 # entries of every delivery claimed since the last vacuum).
                 timeout = MIN_IDLE_SLEEP
             else:
+                # Idle: the next claim walks from the start (cheap now), so
+                # what landed behind a position waits no longer than this.
+                positions.clear()
                 due = (await (await conn.execute(delivery_sql.NEXT_DUE)).fetchone() or (None,))[0]
                 timeout = self.settings.webhooks.poll_interval
                 if due is not None:
@@ -383,12 +418,17 @@ class WebhookWorker:
             outcomes = self._outcomes
             self._outcomes = []
             try:
-                async with self.database.session() as session:
-                    await delivery_sql.write_outcomes(
-                        session,
-                        outcomes,
-                        disable_after_seconds=self.settings.webhooks.disable_after_seconds,
-                    )
+                if self._write_conn is not None and delivery_sql.all_succeeded(outcomes):
+                    # The common case, in one statement on our own connection.
+                    await delivery_sql.write_succeeded(self._write_conn, outcomes)
+                else:
+                    # Failures may disable endpoints and emit events: a session.
+                    async with self.database.session() as session:
+                        await delivery_sql.write_outcomes(
+                            session,
+                            outcomes,
+                            disable_after_seconds=self.settings.webhooks.disable_after_seconds,
+                        )
             except BaseException:
                 self._outcomes[:0] = outcomes
                 raise
