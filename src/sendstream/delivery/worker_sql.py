@@ -97,12 +97,16 @@ v AS (
         sent_at = coalesce(v.sent_at, m.sent_at),
         updated_at = now()
     FROM v
-    -- The workspace is matched per row (an array, not a constant):
-    -- with stale statistics after a bulk queueing, the constant made the
-    -- planner walk the workspace's whole (workspace_id, id) index for every
-    -- write (313 million index entries read in one 100,000-message send).
+    -- Rows are found by id only. No constant the planner could match to an
+    -- index other than the primary key: the workspace is matched per row,
+    -- and the status through a sub-select, which no partial index can be
+    -- proved from. With statistics taken before a bulk send, a constant
+    -- `workspace_id` made the planner walk the workspace's whole index for
+    -- every write (313 million index entries read in one 100,000-message
+    -- send), and `status = 'sending'` made it walk the partial index of
+    -- leases, every dead entry of every message sent since the last vacuum.
     WHERE m.id = v.id AND m.workspace_id = v.workspace_id
-      AND m.status = 'sending' AND m.attempts = v.attempt
+      AND m.status = (SELECT 'sending') AND m.attempts = v.attempt
     RETURNING m.id, v.status, v.event
 )"""
 _OUTCOME_EVENTS = """
