@@ -384,3 +384,49 @@ class TestConsumers:
         with pytest.raises(NotFound) as caught:
             await read(db, "nobody")
         assert caught.value.code == "event_consumer_not_found"
+
+
+class TestEventsFromSelectOnAConnection:
+    """`write_events_from_select_on` (the delivery loop's raw-connection
+    variant) hands out positions from the same counter as the session
+    writers, wakes listeners at commit, and leaves nothing after a rollback."""
+
+    SELECT = """
+    SELECT 'message.sent' AS type, 'message' AS subject_type, t.id AS subject_id,
+           json_build_object('n', t.n, 'pct', '100%') AS data
+    FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(id, n)
+    """
+
+    async def test_positions_follow_the_session_writers_and_listeners_wake(
+        self, db: Database
+    ) -> None:
+        ws = await new_workspace(db)
+        await emit_committed(db, ws, "contact.created")
+        async with (
+            await psycopg.AsyncConnection.connect(db.libpq_url, autocommit=True) as conn,
+            await psycopg.AsyncConnection.connect(db.libpq_url, autocommit=True) as listener,
+        ):
+            await outbox.listen(listener)
+            async with conn.transaction():
+                written = await outbox.write_events_from_select_on(
+                    conn, ws, self.SELECT, {"ids": ["a", "b", "c"]}
+                )
+            assert written == {"message.sent": 3}
+            assert await outbox.wait_for_events(listener, timeout=10) == {ws}
+        await emit_committed(db, ws, "contact.updated")
+        assert await stored(db, ws) == [
+            (1, "contact.created"),
+            (2, "message.sent"),
+            (3, "message.sent"),
+            (4, "message.sent"),
+            (5, "contact.updated"),
+        ]
+
+    async def test_a_rolled_back_write_leaves_no_event_and_no_gap(self, db: Database) -> None:
+        ws = await new_workspace(db)
+        async with await psycopg.AsyncConnection.connect(db.libpq_url, autocommit=True) as conn:
+            await conn.execute("BEGIN")
+            await outbox.write_events_from_select_on(conn, ws, self.SELECT, {"ids": ["a"]})
+            await conn.execute("ROLLBACK")
+        await emit_committed(db, ws, "contact.created")
+        assert await stored(db, ws) == [(1, "contact.created")]

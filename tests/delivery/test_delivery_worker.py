@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -181,23 +182,30 @@ class TestSent:
         smtp_server: SmtpCapture,
     ) -> None:
         pdf = b"%PDF-1.4 " + bytes(range(256)) * 20
+        # Queued before the loop runs, so one claim takes all three: only the
+        # message with an attachment gets one.
+        await queue(client, sender, to="bob@example.com")
+        await queue(
+            client,
+            sender,
+            attachments=[
+                {
+                    "content": base64.b64encode(pdf).decode(),
+                    "filename": "Rechnung März.pdf",
+                    "content_type": "application/pdf",
+                }
+            ],
+        )
+        await queue(client, sender, to="carol@example.com")
         async with running(relay_settings(settings, smtp_server), db):
-            await queue(
-                client,
-                sender,
-                attachments=[
-                    {
-                        "content": base64.b64encode(pdf).decode(),
-                        "filename": "Rechnung März.pdf",
-                        "content_type": "application/pdf",
-                    }
-                ],
-            )
-            [mail] = await smtp_server.wait_for(1)
-        [part] = list(mail.message.iter_attachments())
+            mails = await smtp_server.wait_for(3)
+        by_rcpt = {mail.recipients[0]: mail for mail in mails}
+        [part] = list(by_rcpt["ada@example.com"].message.iter_attachments())
         assert part.get_filename() == "Rechnung März.pdf"
         assert part.get_content() == pdf
-        assert dkimpy_results(mail.raw, await dkim_dns(db, sender)) == [True]
+        assert dkimpy_results(by_rcpt["ada@example.com"].raw, await dkim_dns(db, sender)) == [True]
+        for plain in ("bob@example.com", "carol@example.com"):
+            assert list(by_rcpt[plain].message.iter_attachments()) == []
 
     async def test_a_new_message_wakes_an_idle_loop_without_waiting_for_the_poll(
         self,
@@ -437,8 +445,9 @@ class TestLeases:
             response="250 ok",
             event={"message_id": message_id},
         )
-        async with db.session() as session:
-            written = await write_outcomes(session, sender.workspace_id, [stale])
+        async with await psycopg.AsyncConnection.connect(db.libpq_url, autocommit=True) as conn:
+            async with conn.transaction():
+                written = await write_outcomes(conn, sender.workspace_id, [stale])
         assert written == {}
         assert (await message_state(db, message_id))["status"] == "sending"
         assert [t for t, _ in await events_of(db, message_id)] == ["message.queued"]

@@ -5,8 +5,12 @@ way of making a render run long or grow large stops at its limit, quickly
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sendstream.templates.errors import (
     TemplateRenderLimit,
@@ -200,3 +204,54 @@ def test_estimated_size_is_a_lower_bound_and_stops_early() -> None:
     started = time.monotonic()
     assert estimated_size(huge, 1_000_000) > 1_000_000
     assert time.monotonic() - started < 0.5
+
+
+class TestPrintedValues:
+    """`{{ value }}` compiles to one `print_html`/`print_text` call instead of
+    Jinja's `escape(finalize(value))`: it must print exactly what Jinja would,
+    and what a block or macro captured must not be escaped a second time."""
+
+    @staticmethod
+    def _jinja(source: str, html: bool, **data: Any) -> str:
+        env = ImmutableSandboxedEnvironment(autoescape=html)
+        return env.from_string(source).render(**data)
+
+    @staticmethod
+    def _ours(source: str, html: bool, **data: Any) -> str:
+        main = version(html=source) if html else version(text=source)
+        rendered = compiled(main).render(RenderContext(data=data))
+        out = rendered.html if html else rendered.text
+        assert out is not None
+        return out
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        value=st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=6,
+        ),
+        html=st.booleans(),
+    )
+    def test_a_value_prints_as_jinja_prints_it(self, value: Any, html: bool) -> None:
+        source = "<p>{{ v }}</p>{% for x in [v] %}[{{ x }}]{% endfor %}"
+        assert self._ours(source, html, v=value) == self._jinja(source, html, v=value)
+
+    @pytest.mark.parametrize("html", [True, False])
+    def test_captured_blocks_macros_and_markup_are_escaped_once(self, html: bool) -> None:
+        source = (
+            "{% set block %}<b>{{ v }}</b>{% endset %}{{ block }}|"
+            "{% macro m(x) %}<i>{{ x }}</i>{% endmacro %}{{ m(v) }}|"
+            "{% filter upper %}{{ v }}{% endfilter %}|{{ v|safe }}|{{ v|e }}|{{ missing }}"
+        )
+        value = "a<&>\"'b"
+        ours = self._ours(source, html, v=value)
+        assert ours == self._jinja(source, html, v=value)
+        if html:
+            assert ours.startswith("<b>a&lt;&amp;&gt;&#34;&#39;b</b>|<i>a&lt;")
+
+    def test_a_value_too_large_to_print_is_refused_before_it_is_built(self) -> None:
+        limits = RenderLimits(timeout_ms=1000, max_output_bytes=1000, max_range=10_000)
+        main = version(html="{{ v }}")
+        with pytest.raises(TemplateRenderLimit):
+            compiled(main, limits=limits).render(RenderContext(data={"v": list(range(5000))}))

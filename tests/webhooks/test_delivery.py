@@ -5,6 +5,7 @@ library as an independent receiver would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -233,3 +234,43 @@ class TestReceiverFailures:
         ).json()
         assert state["disabled_reason"] == "failing"
         assert await event_types(db, admin_actor) == ["contact.updated", "webhook.disabled"]
+
+
+class TestFanOutRounds:
+    """A round of fan-out runs at once for events of a workspace with an
+    enabled endpoint, however busy workspaces without one are; an endpoint
+    enabled while the loop runs is served from the next full round."""
+
+    async def test_a_workspace_with_an_endpoint_is_served_at_once_beside_a_busy_one_without(
+        self,
+        client: httpx.AsyncClient,
+        admin_actor: Actor,
+        other_workspace_actor: Actor,
+        db: Database,
+        settings: Settings,
+    ) -> None:
+        # Full rounds only every 60 s: a prompt delivery can only come from
+        # the round its own workspace's events started.
+        with installed(webhook_settings(settings, poll_interval=60.0)) as slow_rounds:
+            async with receiving() as receiver:
+                endpoint = await create_endpoint(client, admin_actor, receiver.url("/ok"))
+                async with running(slow_rounds, db):
+                    for n in range(5):
+                        await emit_events(db, other_workspace_actor.workspace_id, 20)
+                        await emit_events(db, admin_actor.workspace_id, 1, data={"round": n})
+                        await receiver.wait_for("/ok", n + 1, within=10)
+                    await settled(db, endpoint["id"], 5, "succeeded")
+
+    async def test_an_endpoint_created_while_the_loop_runs_gets_events_after_its_creation(
+        self, client: httpx.AsyncClient, admin_actor: Actor, db: Database, settings: Settings
+    ) -> None:
+        with installed(webhook_settings(settings, poll_interval=0.5)) as rounds:
+            async with receiving() as receiver, running(rounds, db):
+                await emit_events(db, admin_actor.workspace_id, 3)  # no endpoint yet
+                await asyncio.sleep(1.0)
+                endpoint = await create_endpoint(client, admin_actor, receiver.url("/ok"))
+                await emit_events(db, admin_actor.workspace_id, 2, data={"after": True})
+                got = await receiver.wait_for("/ok", 2, within=10)
+                await settled(db, endpoint["id"], 2, "succeeded")
+            assert all(json.loads(r.body)["data"]["after"] is True for r in got)
+            assert len(await deliveries(db, endpoint["id"])) == 2

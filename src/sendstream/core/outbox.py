@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import psycopg
@@ -48,6 +49,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -57,6 +59,7 @@ from sendstream.models.event import ConsumerOffset, Event, EventConsumer, EventC
 # NOTIFY channel; the payload is the workspace id whose events just committed.
 CHANNEL = "sendstream_events"
 _PENDING = "sendstream.outbox.pending"
+_PSYCOPG_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 MAX_TYPE_LENGTH = 100
 MAX_SUBJECT_TYPE_LENGTH = 50
@@ -263,25 +266,71 @@ async def write_events_from_select(
     that promise fails (a number out of range) or raises `ValueError` (fewer
     rows); either way the caller's transaction must be rolled back, and no
     gap or duplicate position can commit."""
+    if count is not None and count <= 0:
+        return {}
+    statement, bound = _events_statement(workspace_id, select_sql, params, ctes, count)
+    rows = (await session.execute(text(statement), bound)).all()
+    written = _written(rows, count)
+    if written:
+        await session.execute(select(func.pg_notify(CHANNEL, str(workspace_id))))
+    return written
+
+
+async def write_events_from_select_on(
+    conn: psycopg.AsyncConnection[Any],
+    workspace_id: uuid.UUID,
+    select_sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    ctes: str | None = None,
+    count: int | None = None,
+) -> dict[str, int]:
+    """`write_events_from_select` on a psycopg connection, inside a
+    transaction the caller holds open: the same statement and guarantees,
+    for a hot loop that keeps its own connection (the delivery loop writes
+    its outcomes and their events many times a second; an ORM session
+    around each write cost more than the statement). `select_sql` and
+    `ctes` use `:name` parameters, as for the session variant."""
+    if count is not None and count <= 0:
+        return {}
+    statement, bound = _events_statement(workspace_id, select_sql, params, ctes, count)
+    cur = await conn.execute(_psycopg_sql(statement), bound, prepare=True)
+    written = _written(await cur.fetchall(), count)
+    if written:
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(workspace_id)))
+    return written
+
+
+def _events_statement(
+    workspace_id: uuid.UUID,
+    select_sql: str,
+    params: Mapping[str, Any] | None,
+    ctes: str | None,
+    count: int | None,
+) -> tuple[str, dict[str, Any]]:
     with_ctes = f"{ctes}, " if ctes else ""
     bound = {**(params or {}), "outbox_workspace_id": workspace_id}
     if count is not None:
-        if count <= 0:
-            return {}
-        statement = _FROM_NUMBERED.format(ctes=with_ctes, select=select_sql)
         bound["outbox_count"] = count
-    else:
-        statement = _FROM_SELECT.format(ctes=with_ctes, select=select_sql)
-    rows = (await session.execute(text(statement), bound)).all()
+        return _FROM_NUMBERED.format(ctes=with_ctes, select=select_sql), bound
+    return _FROM_SELECT.format(ctes=with_ctes, select=select_sql), bound
+
+
+def _written(rows: Sequence[Any], count: int | None) -> dict[str, int]:
     written = {str(kind): int(n) for kind, n in rows}
     if count is not None and sum(written.values()) != count:
         raise ValueError(
             f"write_events_from_select: the SELECT yielded {sum(written.values())} rows, "
             f"not the {count} it was given; roll the transaction back"
         )
-    if written:
-        await session.execute(select(func.pg_notify(CHANNEL, str(workspace_id))))
     return written
+
+
+@lru_cache(maxsize=64)
+def _psycopg_sql(statement: str) -> str:
+    """`:name` parameters as psycopg's `%(name)s` (and `%` doubled), by
+    SQLAlchemy's own `text()` parser, so both variants read the SQL alike."""
+    return str(text(statement).compile(dialect=_PSYCOPG_DIALECT))
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from sendstream.delivery.mime_headers import (
     HeaderInjection,
@@ -140,7 +141,7 @@ def build(parts: MessageParts) -> bytes:
     date = parts.date if parts.date is not None else datetime.now(UTC)
     if date.utcoffset() is None:
         raise MimeError("the message date must be timezone-aware")
-    head = [f"Date: {format_datetime(date)}\r\n", address_list("From", [parts.sender])]
+    head = [_date_field(date.replace(microsecond=0)), address_list("From", [parts.sender])]
     if parts.reply_to:
         head.append(address_list("Reply-To", parts.reply_to))
     if parts.to:
@@ -159,6 +160,12 @@ def build(parts: MessageParts) -> bytes:
     head.append(entity.headers)
     head.append("\r\n")
     return "".join(head).encode("ascii") + entity.body
+
+
+@lru_cache(maxsize=8)
+def _date_field(date: datetime) -> str:
+    # The field has whole seconds: messages built in the same second share it.
+    return f"Date: {format_datetime(date)}\r\n"
 
 
 def _message_body(parts: MessageParts) -> _Entity:

@@ -11,9 +11,10 @@ transactions.
 - each batch loads what it needs once (worker_batch.py), then every message
   is composed and handed to the transport as its own task; at most
   `worker_concurrency` messages are held at once.
-- outcomes are written in batches (worker_sql.py): one UPDATE per workspace
-  for every outcome gathered since the last write, with its events in the
-  same statement, and the capture transport's copies in the same commit.
+- outcomes are written in batches (worker_sql.py) on the loop's own write
+  connection: one UPDATE per workspace for every outcome gathered since the
+  last write, with its events in the same statement, and the capture
+  transport's copies in the same commit.
 - heartbeats extend the leases of held messages every lease/3 s.
 
 Crash safety: a message stays held (and counted against the concurrency)
@@ -161,7 +162,7 @@ class DeliveryWorker:
             await run_reconnecting(
                 self._stop,
                 lambda: loop_connections(
-                    self.database, self.settings, "delivery", ("listen", "claim")
+                    self.database, self.settings, "delivery", ("listen", "claim", "write")
                 ),
                 lambda conns: self._serve(*conns),
                 log=log,
@@ -178,13 +179,16 @@ class DeliveryWorker:
             self.stopped.set()
 
     async def _serve(
-        self, listen: psycopg.AsyncConnection[Any], claim: psycopg.AsyncConnection[Any]
+        self,
+        listen: psycopg.AsyncConnection[Any],
+        claim: psycopg.AsyncConnection[Any],
+        write: psycopg.AsyncConnection[Any],
     ) -> None:
         await listen.execute(f"LISTEN {CHANNEL}")
-        await self._flush()
+        await self._flush(write)
         background = [
             asyncio.create_task(self._listen_loop(listen), name="delivery-listen"),
-            asyncio.create_task(self._flush_loop(), name="delivery-flush"),
+            asyncio.create_task(self._flush_loop(write), name="delivery-flush"),
             asyncio.create_task(self._heartbeat_loop(claim), name="delivery-heartbeat"),
         ]
         claimer = asyncio.create_task(self._claim_loop(claim), name="delivery-claim")
@@ -198,7 +202,7 @@ class DeliveryWorker:
                 raise psycopg.OperationalError("a delivery loop ended; reconnecting")
             # Stopping: leases keep being extended while SMTP transactions drain.
             await self._drain()
-            await self._flush()
+            await self._flush(write)
         finally:
             for task in [claimer, *background]:
                 task.cancel()
@@ -221,14 +225,17 @@ class DeliveryWorker:
         would otherwise keep it until it runs out)."""
         await self._drain()
         try:
-            async with asyncio.timeout(10):
-                await self._flush()
+            async with (
+                asyncio.timeout(10),
+                loop_connections(self.database, self.settings, "delivery", ("write",)) as conns,
+            ):
+                [write] = conns
+                await self._flush(write)
                 pending = [
                     (h.message.id, h.message.attempts) for h in self._held.values() if not h.done
                 ]
                 if pending:
-                    async with self.database.session() as session:
-                        await worker_sql.release(session, pending)
+                    await worker_sql.release(write, pending)
                     log.info("delivery.released", messages=len(pending))
         except FINAL_ERRORS as exc:
             log.warning(
@@ -276,7 +283,7 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
             await self._flush_wanted.wait()
             self._flush_wanted.clear()
@@ -285,7 +292,7 @@ class DeliveryWorker:
                 # insert and one commit for many messages cost the database
                 # far less than one each, for a few milliseconds of latency.
                 await asyncio.sleep(FLUSH_GATHER_SECONDS)
-            await self._flush()
+            await self._flush(conn)
 
     async def _heartbeat_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
         interval = max(self.lease_seconds / 3, 0.05)
@@ -295,7 +302,7 @@ class DeliveryWorker:
             if ids:
                 await conn.execute(worker_sql.HEARTBEAT, {"ids": ids, "lease": self.lease_seconds})
 
-    async def _flush(self) -> None:
+    async def _flush(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Write every gathered outcome; only then are their messages let go."""
         while self._outcomes:
             outcomes, captured = self._outcomes, self._captured
@@ -305,13 +312,13 @@ class DeliveryWorker:
                 by_workspace.setdefault(outcome.workspace_id, []).append(outcome)
             done = {o.message_id for o in outcomes}
             try:
-                async with self.database.session() as session:
+                async with conn.transaction():
                     for workspace_id in sorted(by_workspace):
                         await worker_sql.write_outcomes(
-                            session, workspace_id, by_workspace[workspace_id]
+                            conn, workspace_id, by_workspace[workspace_id]
                         )
                     await worker_sql.write_captured(
-                        session, [c for c in captured if c.message_id in done]
+                        conn, [c for c in captured if c.message_id in done]
                     )
             except BaseException:
                 # Kept for the next attempt (after a reconnect).
@@ -328,11 +335,12 @@ class DeliveryWorker:
 
     async def _start(self, rows: list[tuple[Any, ...]]) -> None:
         batch = [_outgoing(row) for row in rows]
+        with_attachments = {row[0] for row in rows if row[-1]}
         for m in batch:
             self._held[m.id] = _Held(m)
         try:
             async with self.database.session() as session:
-                ctx = await self._preparer.prepare(session, batch)
+                ctx = await self._preparer.prepare(session, batch, with_attachments)
         except BaseException:
             # Not started: let go (no heartbeats), so their leases run out and
             # they are claimed again.
@@ -382,6 +390,7 @@ class DeliveryWorker:
 
 
 def _outgoing(row: tuple[Any, ...]) -> Outgoing:
+    """A claimed row (worker_sql.CLAIM) as the message to build."""
     (
         message_id,
         workspace_id,
@@ -407,6 +416,7 @@ def _outgoing(row: tuple[Any, ...]) -> Outgoing:
         track_clicks,
         attempts,
         first_due,
+        _has_attachments,
     ) = row
     return Outgoing(
         id=message_id,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -112,7 +112,15 @@ class BatchPreparer:
             settings.delivery.signing_key_cache_seconds
         )
 
-    async def prepare(self, session: AsyncSession, batch: Sequence[Outgoing]) -> BatchContext:
+    async def prepare(
+        self,
+        session: AsyncSession,
+        batch: Sequence[Outgoing],
+        with_attachments: Collection[uuid.UUID] | None = None,
+    ) -> BatchContext:
+        """What `batch` needs, loaded once. `with_attachments` names the
+        messages that have attachments when the caller knows (the claim
+        says); None looks them up for every message."""
         ctx = BatchContext()
         keys_by_workspace: dict[uuid.UUID, set[str]] = {}
         for m in batch:
@@ -132,7 +140,10 @@ class BatchPreparer:
             if signed not in ctx.keys:
                 ctx.keys[signed] = await self._signing_keys(session, *signed)
         await self._recipients(session, batch, ctx)
-        ctx.attachments = await attachments_for(session, [m.id for m in batch])
+        ctx.attachments = await attachments_for(
+            session,
+            [m.id for m in batch if with_attachments is None or m.id in with_attachments],
+        )
         return ctx
 
     async def _recipients(

@@ -1,7 +1,8 @@
-"""The delivery loop's statements: claim, heartbeat, the next due time (raw
-psycopg, autocommit: each is one round trip for a whole batch), and the
-outcome writes (a SQLAlchemy session: the state change, its events and the
-captured copies commit together).
+"""The delivery loop's statements, raw psycopg on the loop's own
+connections: claim, heartbeat, the next due time (autocommit: each is one
+round trip for a whole batch), and the outcome writes (one transaction: the
+state change, its events and the captured copies commit together). An ORM
+session around each write cost the loop more than the statement itself.
 
 Every statement that ends a claim is guarded by `status = 'sending' AND
 attempts = <the attempt we claimed>`: `attempts` goes up on every claim, so
@@ -18,15 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+import psycopg
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.core.outbox import write_events_from_select
+from sendstream.core.outbox import write_events_from_select_on
 from sendstream.delivery import mime
-from sendstream.models.message import AttachmentBlob, CapturedMessage, MessageAttachment
+from sendstream.models.message import AttachmentBlob, MessageAttachment
 
-# Columns the claim returns, in `compose.Outgoing` order (see worker.py).
+# Columns the claim returns, in `compose.Outgoing` order (see worker.py),
+# then whether the message has attachments (most have none, and their batch
+# then needs no attachments query).
 CLAIM: Final = """
 WITH fresh AS (
     SELECT id FROM messages
@@ -56,7 +59,8 @@ RETURNING m.id, m.workspace_id, m.stream, m.from_email, m.from_name, m.reply_to,
           m.to_email, m.to_name, m.message_id_header, m.to_email_key, m.cc, m.bcc,
           m.contact_id, m.list_id, m.template_version_id, m.data, m.subject, m.html,
           m.text, m.headers, m.track_opens, m.track_clicks, m.attempts,
-          coalesce(m.send_at, m.created_at)
+          coalesce(m.send_at, m.created_at),
+          EXISTS (SELECT FROM message_attachments a WHERE a.message_id = m.id)
 """
 
 HEARTBEAT: Final = """
@@ -72,16 +76,14 @@ SELECT extract(epoch FROM least(
 ) - now())
 """
 
+# The outcomes arrive as one JSON array of objects (`_outcome_rows`):
+# one parameter that PostgreSQL parses in C, instead of eleven arrays that
+# the driver would quote element by element in Python.
 _OUTCOMES = """
 v AS (
-    SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:workspaces AS uuid[]), CAST(:attempts AS int[]),
-        CAST(:statuses AS text[]), CAST(:next AS timestamptz[]), CAST(:codes AS int[]),
-        CAST(:responses AS text[]), CAST(:relays AS text[]), CAST(:sizes AS bigint[]),
-        CAST(:sent AS timestamptz[]), CAST(:events AS text[])
-    ) AS v(
-        id, workspace_id, attempt, status, next_attempt_at, code, response, relay, size,
-        sent_at, event
+    SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        id uuid, workspace_id uuid, attempt int, status text, next_attempt_at timestamptz,
+        code int, response text, relay text, size bigint, sent_at timestamptz, event json
     )
 ), upd AS (
     UPDATE messages AS m
@@ -95,31 +97,42 @@ v AS (
         sent_at = coalesce(v.sent_at, m.sent_at),
         updated_at = now()
     FROM v
-    -- The workspace is matched per row (an array, not `= :workspace_id`):
-    -- with stale statistics after a bulk queueing, the constant made the
-    -- planner walk the workspace's whole (workspace_id, id) index for every
-    -- write (313 million index entries read in one 100,000-message send).
+    -- Rows are found by id only. No constant the planner could match to an
+    -- index other than the primary key: the workspace is matched per row,
+    -- and the status through a sub-select, which no partial index can be
+    -- proved from. With statistics taken before a bulk send, a constant
+    -- `workspace_id` made the planner walk the workspace's whole index for
+    -- every write (313 million index entries read in one 100,000-message
+    -- send), and `status = 'sending'` made it walk the partial index of
+    -- leases, every dead entry of every message sent since the last vacuum.
     WHERE m.id = v.id AND m.workspace_id = v.workspace_id
-      AND m.status = 'sending' AND m.attempts = v.attempt
+      AND m.status = (SELECT 'sending') AND m.attempts = v.attempt
     RETURNING m.id, v.status, v.event
 )"""
 _OUTCOME_EVENTS = """
 SELECT 'message.' || status AS type, 'message' AS subject_type, id::text AS subject_id,
-       CAST(event AS json) AS data
+       event AS data
 FROM upd
 """
 
-_RELEASE = text(
-    """
-    UPDATE messages AS m
-    SET status = CASE WHEN m.attempts > 1 THEN 'deferred' ELSE 'queued' END,
-        attempts = m.attempts - 1,
-        lease_until = NULL,
-        updated_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[])) AS v(id, attempt)
-    WHERE m.id = v.id AND m.status = 'sending' AND m.attempts = v.attempt
-    """
-)
+_RELEASE: Final = """
+UPDATE messages AS m
+SET status = CASE WHEN m.attempts > 1 THEN 'deferred' ELSE 'queued' END,
+    attempts = m.attempts - 1,
+    lease_until = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS v(id, attempt)
+WHERE m.id = v.id AND m.status = 'sending' AND m.attempts = v.attempt
+"""
+
+# A retried message keeps its latest copy.
+_CAPTURE: Final = """
+INSERT INTO captured_messages (message_id, workspace_id, mail_from, recipients, raw)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (message_id) DO UPDATE
+SET mail_from = excluded.mail_from, recipients = excluded.recipients, raw = excluded.raw,
+    created_at = now()
+"""
 
 
 @dataclass(slots=True)
@@ -150,67 +163,70 @@ class Captured:
 
 
 async def write_outcomes(
-    session: AsyncSession, workspace_id: uuid.UUID, outcomes: Sequence[Outcome]
+    conn: psycopg.AsyncConnection[Any], workspace_id: uuid.UUID, outcomes: Sequence[Outcome]
 ) -> dict[str, int]:
     """One UPDATE for every outcome of the workspace, and one event per row
-    it changed (`message.sent`, `.deferred`, `.failed`), in one statement."""
-    written = await write_events_from_select(
-        session,
+    it changed (`message.sent`, `.deferred`, `.failed`), in one statement,
+    inside the caller's transaction."""
+    return await write_events_from_select_on(
+        conn,
         workspace_id,
         _OUTCOME_EVENTS,
-        {
-            "workspace_id": workspace_id,
-            "ids": [o.message_id for o in outcomes],
-            "workspaces": [workspace_id] * len(outcomes),
-            "attempts": [o.attempt for o in outcomes],
-            "statuses": [o.status for o in outcomes],
-            "next": [o.next_attempt_at for o in outcomes],
-            "codes": [o.code for o in outcomes],
-            "responses": [o.response for o in outcomes],
-            "relays": [o.relay for o in outcomes],
-            "sizes": [o.size for o in outcomes],
-            "sent": [o.sent_at for o in outcomes],
-            "events": [json.dumps(o.event, default=str) for o in outcomes],
-        },
+        {"rows": _outcome_rows(workspace_id, outcomes)},
         ctes=_OUTCOMES,
     )
-    return written
 
 
-async def write_captured(session: AsyncSession, captured: Sequence[Captured]) -> None:
-    """The capture transport's copies; a retried message keeps its latest."""
-    if not captured:
-        return
-    statement = insert(CapturedMessage)
-    statement = statement.on_conflict_do_update(
-        index_elements=[CapturedMessage.message_id],
-        set_={
-            "mail_from": statement.excluded.mail_from,
-            "recipients": statement.excluded.recipients,
-            "raw": statement.excluded.raw,
-            "created_at": statement.excluded.created_at,
-        },
-    )
-    await session.execute(
-        statement,
+def _outcome_rows(workspace_id: uuid.UUID, outcomes: Sequence[Outcome]) -> str:
+    return json.dumps(
         [
             {
-                "message_id": c.message_id,
-                "workspace_id": c.workspace_id,
-                "mail_from": c.mail_from,
-                "recipients": list(c.recipients),
-                "raw": c.raw,
+                "id": o.message_id,
+                "workspace_id": workspace_id,
+                "attempt": o.attempt,
+                "status": o.status,
+                "next_attempt_at": o.next_attempt_at,
+                "code": o.code,
+                "response": o.response,
+                "relay": o.relay,
+                "size": o.size,
+                "sent_at": o.sent_at,
+                "event": o.event,
             }
-            for c in captured
+            for o in outcomes
         ],
+        default=_json_value,
     )
 
 
-async def release(session: AsyncSession, held: Sequence[tuple[uuid.UUID, int]]) -> None:
+def _json_value(value: Any) -> str:
+    # Timestamps keep their offset (PostgreSQL reads ISO 8601); ids as text.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+async def write_captured(conn: psycopg.AsyncConnection[Any], captured: Sequence[Captured]) -> None:
+    """The capture transport's copies (local development), in the caller's
+    transaction."""
+    if captured:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                _CAPTURE,
+                [
+                    (c.message_id, c.workspace_id, c.mail_from, list(c.recipients), c.raw)
+                    for c in captured
+                ],
+            )
+
+
+async def release(
+    conn: psycopg.AsyncConnection[Any], held: Sequence[tuple[uuid.UUID, int]]
+) -> None:
     """Give claimed messages back without an attempt (shutdown before their
     SMTP transaction began)."""
     if held:
-        await session.execute(
+        await conn.execute(
             _RELEASE, {"ids": [i for i, _ in held], "attempts": [a for _, a in held]}
         )
 

@@ -217,6 +217,10 @@ class CompiledTemplate:
         # fails here, once, and no render ever compiles.
         self._compiled_html = {n: self._compile(self._html_env, n) for n in html_sources}
         self._compiled_text = {n: self._compile(self._text_env, n) for n in text_sources}
+        # Both environments hold the same globals; merged into a render's
+        # variables once, not copied by Jinja for every part (see `_generate`).
+        self._globals = dict(self._text_env.globals)
+        self._global_keys = set(self._globals)
 
     def _prepare_css(
         self, html: str, inline_css: bool, layout: VersionSource | None
@@ -278,7 +282,7 @@ class CompiledTemplate:
     def render(self, context: RenderContext | None = None) -> RenderedMessage:
         """Render every part for one recipient. Raises the template errors of
         errors.py, each with field, template, line and column."""
-        values = self.variables(context or RenderContext())
+        values = {**self._globals, **self.variables(context or RenderContext())}
         part = self._fallback
 
         def run(name: str, env_html: bool, extra: Mapping[str, Any] | None = None) -> str:
@@ -326,10 +330,22 @@ class CompiledTemplate:
         )
 
     def _run(self, template: Template, values: Mapping[str, Any]) -> str:
+        """`template` rendered with `values` (which hold the globals too).
+
+        This is `Template.generate` without its copies (Jinja builds a new
+        dict of the globals and the variables, and a set of the globals'
+        names, for every part of every message) and without its generator
+        around the template's own: `values` is shared read-only (a
+        template's assignments go to the context's own `vars`), and an
+        exception is rewritten to the template's lines by
+        `handle_exception` exactly as `generate` does."""
+        env = template.environment
+        ctx = env.context_class(env, cast(dict[str, Any], values), template.name, template.blocks)
+        ctx.globals_keys = self._global_keys
         limit = self.limits.max_output_bytes
         parts: list[str] = []
         size = 0
-        chunks = cast(Generator[str, None, None], template.generate(values))
+        chunks = cast(Generator[str], template.root_render_func(ctx))
         try:
             # Output is taken _CHUNKS_PER_CHECK chunks at a time (islice and
             # list run in C): a Python step per chunk was a fifth of a render.
@@ -345,6 +361,9 @@ class CompiledTemplate:
                     chunks.throw(exc)
                     raise  # the template swallowed it: still over the limit
                 parts += batch
+        except Exception:
+            env.handle_exception()  # raises it, rewritten to the template's lines
+            raise
         finally:
             chunks.close()
         result = "".join(parts)

@@ -81,6 +81,13 @@ ORDER BY v.n
 class DeliveryRepository:
     # --- the fan-out
 
+    async def enabled_workspaces(self, session: AsyncSession) -> frozenset[uuid.UUID]:
+        """The workspaces with at least one enabled endpoint (a small table)."""
+        rows = await session.scalars(
+            select(WebhookEndpoint.workspace_id).where(WebhookEndpoint.enabled.is_(True)).distinct()
+        )
+        return frozenset(rows)
+
     async def enabled_targets(
         self, session: AsyncSession, workspace_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, list[Target]]:

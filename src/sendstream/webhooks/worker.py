@@ -51,6 +51,7 @@ from sendstream.core.outbox import CHANNEL as EVENTS_CHANNEL
 from sendstream.core.settings import Settings, get_settings
 from sendstream.models.webhook_endpoint import WebhookEndpoint
 from sendstream.webhooks import delivery_sql, metrics, retry, signing
+from sendstream.webhooks.delivery_repository import delivery_repository
 from sendstream.webhooks.delivery_sql import Claimed, Outcome
 from sendstream.webhooks.dispatcher import DELIVERY_CHANNEL, dispatch_once
 from sendstream.webhooks.sender import USER_AGENT, AttemptResult, WebhookSender
@@ -162,6 +163,9 @@ class WebhookWorker:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._dispatch_wake = asyncio.Event()
+        # Workspaces whose events committed since the last fan-out round (the
+        # outbox NOTIFY payload); None when a payload was not a workspace id.
+        self._notified: set[uuid.UUID] | None = set()
         self._room = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -290,18 +294,43 @@ class WebhookWorker:
         async for note in conn.notifies():
             if note.channel == DELIVERY_CHANNEL:
                 self._wake.set()
-            else:
-                self._dispatch_wake.set()
+                continue
+            if self._notified is not None:
+                try:
+                    self._notified.add(uuid.UUID(note.payload))
+                except ValueError:
+                    self._notified = None
+            self._dispatch_wake.set()
 
     async def _dispatch_loop(self) -> None:
+        """Fan-out rounds: at once when a workspace with an enabled endpoint
+        wrote events, at least every `poll_interval` otherwise. A round for
+        events no endpoint wants is a few queries for nothing, and a bulk
+        send of a workspace without endpoints commits events dozens of times
+        a second: those wait for the next full round, which moves the
+        consumer past them unread. An endpoint enabled since the last round
+        is seen by the next one (at most `poll_interval` later)."""
         limit = self.settings.webhooks.dispatch_batch_size
+        interval = self.settings.webhooks.poll_interval
+        interested: frozenset[uuid.UUID] = frozenset()
+        last_round = -interval
         while not self._stop.is_set():
             self._dispatch_wake.clear()
-            async with self.database.session() as session:
-                read, written = await dispatch_once(session, limit=limit)
-            if written:
-                metrics.WEBHOOK_FANOUT.inc(written)
-                self._wake.set()
+            notified, self._notified = self._notified, set()
+            if (
+                notified
+                and notified.isdisjoint(interested)
+                and time.monotonic() - last_round < interval
+            ):
+                read = 0
+            else:
+                last_round = time.monotonic()
+                async with self.database.session() as session:
+                    read, written = await dispatch_once(session, limit=limit)
+                    interested = await delivery_repository.enabled_workspaces(session)
+                if written:
+                    metrics.WEBHOOK_FANOUT.inc(written)
+                    self._wake.set()
             if read >= limit:
                 continue
             # Every commit that writes events wakes this loop; during a bulk
@@ -310,7 +339,8 @@ class WebhookWorker:
             await asyncio.sleep(DISPATCH_COALESCE_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._dispatch_wake.wait(), self.settings.webhooks.poll_interval
+                    self._dispatch_wake.wait(),
+                    max(last_round + interval - time.monotonic(), DISPATCH_COALESCE_SECONDS),
                 )
 
     async def _claim_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
