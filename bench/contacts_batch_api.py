@@ -31,36 +31,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from support import ROOT, drop_database, fresh_database, log, server_admin_url, sqlalchemy_url, stop
+from support import (
+    ROOT,
+    cpu_seconds,
+    drop_database,
+    fresh_database,
+    log,
+    server_admin_url,
+    sqlalchemy_url,
+    stop,
+)
 
 BATCH = 1000
 GOAL_CONTACTS_PER_S = 10_000
 DATABASE = "ss_bench_contacts_api"
-
-
-def cpu_seconds(pids: set[int], cmdline_holds: str | None = None) -> float:
-    """CPU time (user + system) of the processes in `pids` plus those whose
-    command line holds `cmdline_holds` (PostgreSQL backends show their
-    database there); 0 where /proc is missing."""
-    ticks = 0
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return 0.0
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int(entry.name) not in pids:
-                if cmdline_holds is None:
-                    continue
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if cmdline_holds not in cmdline:
-                    continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -65,6 +65,7 @@ import psycopg
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import make_url, text
 from support import (
+    cpu_seconds,
     drop_database,
     fresh_database,
     log,
@@ -206,18 +207,6 @@ def listening(conninfo: str) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN sendstream_messages'"
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (0 for one that is gone)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def backends(conn: psycopg.Connection[Any]) -> list[int]:

@@ -46,6 +46,7 @@ import psycopg
 from sqlalchemy import make_url, text
 from support import (
     ROOT,
+    cpu_seconds,
     drop_database,
     fresh_database,
     log,
@@ -92,18 +93,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
 
 
 def postgres_pids(conninfo: str) -> list[int]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
@@ -112,3 +113,30 @@ def wait_port(port: int, what: str) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def cpu_seconds(pids: Iterable[int], cmdline_holds: str | None = None) -> float:
+    """CPU time (user + system) so far of the processes in `pids`, plus those
+    whose command line holds `cmdline_holds` (PostgreSQL backends show their
+    database there); a process that is gone counts 0, and so does everything
+    where /proc is missing."""
+    wanted = set(pids)
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0.0
+    if cmdline_holds is None:
+        entries = [proc / str(pid) for pid in wanted]
+    else:
+        entries = [e for e in proc.iterdir() if e.name.isdigit()]
+    ticks = 0
+    for entry in entries:
+        try:
+            if int(entry.name) not in wanted:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if cmdline_holds is None or cmdline_holds not in cmdline:
+                    continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, UnicodeDecodeError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

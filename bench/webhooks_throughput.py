@@ -49,6 +49,7 @@ import httpx
 import psycopg
 from sqlalchemy import make_url
 from support import (
+    cpu_seconds,
     drop_database,
     fresh_database,
     log,
@@ -181,31 +182,6 @@ def succeeded(conn: psycopg.Connection[Any]) -> tuple[int, int]:
         "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FROM webhook_deliveries"
     ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def cpu_seconds(pids: set[int], cmdline_holds: str | None = None) -> float:
-    """CPU time (user + system) of the processes in `pids` plus those whose
-    command line holds `cmdline_holds` (PostgreSQL backends show their
-    database there); 0 where /proc is missing."""
-    ticks = 0
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return 0.0
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int(entry.name) not in pids:
-                if cmdline_holds is None:
-                    continue
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if cmdline_holds not in cmdline:
-                    continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Iterable, Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -105,25 +104,8 @@ def _any(values: Collection[str]) -> ColumnElement[Any]:
     return any_(literal(list(values), ARRAY(Text)))
 
 
-def _json_value(value: Any) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"a contact row holds a {type(value).__name__}, which is not JSON")
-
-
-def _event_value(value: Any) -> str:
-    # The conversions `outbox.emit` applies, so events read the same either way.
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    raise TypeError(f"event data holds a {type(value).__name__}, which is not JSON")
-
-
 def _json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(rows), default=_json_value, separators=(",", ":"))
+    return json.dumps(list(rows), default=outbox.json_default, separators=(",", ":"))
 
 
 # Events from one JSON array, in array order (`write_events_from_select`
@@ -292,7 +274,7 @@ class ContactRepository:
             session,
             workspace_id,
             _EVENTS_SELECT,
-            {"events": json.dumps(payload, default=_event_value, separators=(",", ":"))},
+            {"events": json.dumps(payload, default=outbox.json_default, separators=(",", ":"))},
         )
 
     async def write_changes(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -97,7 +97,10 @@ def _sync_session(session: Session | AsyncSession) -> Session:
     return session.sync_session if isinstance(session, AsyncSession) else session
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """What event data's dates, ids and decimals become in JSON (`emit`);
+    the `default=` of every `json.dumps` that writes event data or rows
+    beside it, so events read the same whichever way they were written."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, uuid.UUID | Decimal):
@@ -130,7 +133,7 @@ def emit(
         raise ValueError(f"subject_id longer than {MAX_SUBJECT_ID_LENGTH}: {subject!r}")
     if occurred_at is not None and occurred_at.tzinfo is None:
         raise ValueError("occurred_at must be timezone-aware")
-    frozen = json.loads(json.dumps(dict(data), default=_json_default))
+    frozen = json.loads(json.dumps(dict(data), default=json_default))
     pending = _Pending(
         workspace_id=workspace_id,
         type=type,

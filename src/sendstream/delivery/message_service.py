@@ -40,8 +40,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -51,6 +50,7 @@ from sendstream.contacts.addresses import InvalidAddress, normalize_address
 from sendstream.contacts.service import contact_document, contact_service
 from sendstream.core.errors import InvalidInput, SendstreamError
 from sendstream.core.ids import uuid7
+from sendstream.core.outbox import json_default
 from sendstream.core.pagination import PageParams, cursor_uuid, trim_page
 from sendstream.core.settings import Settings, get_settings
 from sendstream.delivery import compose, mime
@@ -439,7 +439,7 @@ class MessageService:
         await message_repository.queue(
             session,
             workspace_id,
-            json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=_json_value),
+            json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=json_default),
             len(rows),
         )
         await message_repository.insert_attachments(session, attachments)
@@ -700,15 +700,6 @@ def _row(
             "test": test,
         },
     }
-
-
-def _json_value(value: Any) -> Any:
-    # What `outbox.emit` turns them into.
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    raise TypeError(f"a message holds a {type(value).__name__}, which is not JSON")
 
 
 def _summary_fields(m: Message) -> dict[str, Any]:

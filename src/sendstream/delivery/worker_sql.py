@@ -23,7 +23,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sendstream.core.outbox import write_events_from_select_on
+from sendstream.core.outbox import json_default, write_events_from_select_on
 from sendstream.delivery import mime
 from sendstream.models.message import AttachmentBlob, MessageAttachment
 
@@ -195,15 +195,8 @@ def _outcome_rows(workspace_id: uuid.UUID, outcomes: Sequence[Outcome]) -> str:
             }
             for o in outcomes
         ],
-        default=_json_value,
+        default=json_default,
     )
-
-
-def _json_value(value: Any) -> str:
-    # Timestamps keep their offset (PostgreSQL reads ISO 8601); ids as text.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 async def write_captured(conn: psycopg.AsyncConnection[Any], captured: Sequence[Captured]) -> None:
